@@ -1,0 +1,22 @@
+# Adversarially-trained deep nets transfer better (Utrera et al., ICLR 2021), figure by figure.
+# Thin on purpose: the stages live in rules/, the science in the robust_transfer package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/sources.smk"
+include: "rules/finetune.smk"
+include: "rules/aggregate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,214 @@
+"""Datasets: download through torchvision (local mirror first), read, split, resize, subsample.
+
+Every split is stored as one uncompressed ``.npz`` of ``images`` (N, H, W, 3) uint8 and
+``labels`` (N,) int64, so that a fine-tuning job can put the whole split on its device at once.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+# Files torchvision's dataset classes read, relative to the root passed to them, and the
+# archives their download() unpacks (a mirror may hold either).
+TORCHVISION_FILES = {
+    "cifar10": [f"cifar-10-batches-py/{f}" for f in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]],
+    "cifar100": [f"cifar-100-python/{f}" for f in ["meta", "train", "test"]],
+    "svhn": ["train_32x32.mat", "test_32x32.mat"],
+    "caltech101": ["caltech101/101_ObjectCategories"],
+    **{
+        name: [f"{cls}/raw/{f}" for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]]
+        for name, cls in [("mnist", "MNIST"), ("fmnist", "FashionMNIST"), ("kmnist", "KMNIST")]
+    },
+}
+ARCHIVES = {
+    "cifar10": ["cifar-10-python.tar.gz"],
+    "cifar100": ["cifar-100-python.tar.gz"],
+    "caltech101": ["caltech101/101_ObjectCategories.tar.gz", "caltech101/caltech-101.zip"],
+}
+# Real image data that ships inside pip packages (the offline demo): nothing to download.
+PACKAGED = {"digits", "lfw"}
+LOADERS = sorted(TORCHVISION_FILES) + sorted(PACKAGED)
+
+
+class MissingData(RuntimeError):
+    pass
+
+
+def missing_files(loader: str, root: Path) -> list[str]:
+    return [f for f in TORCHVISION_FILES.get(loader, []) if not (root / f).exists()]
+
+
+def download(loader: str, root: Path, mirror: Path | None = None, offline: bool = False) -> None:
+    """Make `root` hold what torchvision reads for `loader`: mirror first, then the internet."""
+    root.mkdir(parents=True, exist_ok=True)
+    if loader in PACKAGED:
+        (root / "SOURCE").write_text(f"{loader}: bundled with a pip package; nothing to download\n")
+        return
+    if mirror is not None:
+        for rel in TORCHVISION_FILES[loader] + ARCHIVES.get(loader, []):
+            src, dst = Path(mirror) / rel, root / rel
+            if src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    if missing_files(loader, root) and not offline:
+        try:
+            for split in ("train", "test"):
+                torchvision_dataset(loader, root, split, download=True)
+        except Exception as err:  # no network, host down, checksum mismatch
+            raise _missing(loader, root, mirror, f"download failed: {err}") from err
+    if missing_files(loader, root):
+        raise _missing(loader, root, mirror, "offline mode: no download attempted")
+    for split in ("train", "test"):  # torchvision's own integrity checks (md5 for CIFAR, SVHN)
+        torchvision_dataset(loader, root, split, download=False)
+
+
+def _missing(loader, root, mirror, why) -> MissingData:
+    files = "\n  ".join(missing_files(loader, root))
+    where = f"{mirror}/ (data.mirror) or {root}/" if mirror else f"{root}/ (or set data.mirror to a folder laid out the same way)"
+    return MissingData(
+        f"dataset {loader!r} is incomplete ({why}). Missing files:\n  {files}\n"
+        f"Put them, at these relative paths (torchvision's layout), under {where}; "
+        f"torchvision's archives ({', '.join(ARCHIVES.get(loader, [])) or 'the raw files'}) work too."
+    )
+
+
+def torchvision_dataset(loader: str, root: Path, split: str, download: bool = False):
+    import torchvision.datasets as tvd
+
+    root = str(root)
+    if loader == "svhn":
+        return tvd.SVHN(root, split=split, download=download)
+    if loader == "caltech101":  # no official split: `split` is applied in prepare()
+        return tvd.Caltech101(root, target_type="category", download=download)
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "fmnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[loader]
+    return cls(root, train=split == "train", download=download)
+
+
+def _rgb(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, 1|3) uint8 -> (N, H, W, 3); grey becomes three equal channels."""
+    if images.ndim == 3:
+        images = images[..., None]
+    return np.ascontiguousarray(np.broadcast_to(images, images.shape[:3] + (3,)))
+
+
+def read(loader: str, root: Path, split: str | None):
+    """Images (uint8 array, or a list of PIL images of varying size) and labels of a split.
+
+    split=None reads the whole of a dataset that has no official split.
+    """
+    if loader == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return _rgb(np.round(d.images * (255 / 16)).astype(np.uint8)), d.target.astype(np.int64)
+    if loader == "lfw":
+        from skimage.data import lfw_subset
+
+        faces = lfw_subset()  # 100 faces, then 100 non-faces, floats in [0, 1]
+        labels = np.repeat([1, 0], [100, len(faces) - 100]).astype(np.int64)
+        return _rgb(np.round(faces * 255).astype(np.uint8)), labels
+    ds = torchvision_dataset(loader, root, split or "train")
+    if loader == "caltech101":
+        return [ds[i][0].convert("RGB") for i in range(len(ds))], np.asarray(ds.y, dtype=np.int64)
+    if loader == "svhn":
+        return _rgb(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
+    data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
+    return _rgb(data), np.asarray(ds.targets, dtype=np.int64)
+
+
+def class_split(labels: np.ndarray, seed: int, train_per_class: int | None = None, test_fraction: float | None = None):
+    """A seeded per-class train/test split: `train_per_class` images (or 1 - test_fraction) per
+    class go to train, the rest to test. Returns sorted (train, test) index arrays."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cut = train_per_class if train_per_class is not None else len(idx) - int(round(len(idx) * test_fraction))
+        if not 0 < cut < len(idx):
+            raise ValueError(f"class {c} has {len(idx)} images: cannot put {cut} in train and keep a test image")
+        train.append(idx[:cut])
+        test.append(idx[cut:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray:
+    """Bilinear resize (PIL, as torchvision's Resize does on PIL images) to size x size;
+    `downscale` first shrinks to downscale x downscale (low-resolution variant, Table 2)."""
+    from PIL import Image
+
+    def one(img):
+        img = img if isinstance(img, Image.Image) else Image.fromarray(img)
+        if downscale:
+            img = img.resize((downscale, downscale), Image.BILINEAR)
+        if size and img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        return np.asarray(img.convert("RGB"))
+
+    if isinstance(images, np.ndarray) and not downscale and (not size or images.shape[1:3] == (size, size)):
+        return images
+    return np.stack([one(img) for img in images])
+
+
+def prepare(spec: dict, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Both splits of a configured dataset: {"train": (images, labels), "test": (...)}."""
+    loader = spec["loader"]
+    split = spec.get("split")
+    if split:  # no official split (Caltech-101, the demo sets): a seeded per-class split
+        images, labels = read(loader, root, None)
+        images, labels = _keep_classes(images, labels, spec.get("classes"))
+        parts = dict(zip(("train", "test"), class_split(labels, split["seed"], split.get("train_per_class"), split.get("test_fraction"))))
+        out = {name: ([images[i] for i in idx] if isinstance(images, list) else images[idx], labels[idx]) for name, idx in parts.items()}
+    else:
+        out = {s: _keep_classes(*read(loader, root, s), spec.get("classes")) for s in ("train", "test")}
+    return {s: (resize(x, spec.get("size"), spec.get("downscale")), y) for s, (x, y) in out.items()}
+
+
+def _keep_classes(images, labels, classes):
+    """Only the listed classes, relabelled 0..len(classes)-1 in the listed order."""
+    if not classes:
+        return images, labels
+    keep = np.flatnonzero(np.isin(labels, classes))
+    remap = {c: i for i, c in enumerate(classes)}
+    images = [images[i] for i in keep] if isinstance(images, list) else images[keep]
+    return images, np.array([remap[c] for c in labels[keep]], dtype=np.int64)
+
+
+def save_split(path, images: np.ndarray, labels: np.ndarray) -> None:
+    np.savez(path, images=images, labels=labels)
+
+
+def load_split(path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as f:
+        return f["images"], f["labels"]
+
+
+def subset(labels: np.ndarray, size, seed: int) -> np.ndarray:
+    """The paper's subset rule (authors' make_mask): shuffle all indices with Python's `random`
+    seeded by the run's seed, then walk them, taking an index while the slots left exceed the
+    classes still missing, or when its class is still missing, until `size` are taken.
+
+    Uniform, at least one image per class, not balanced; depends on (labels, size, seed) only,
+    so every source and every k sees the same images (paired comparisons). Sorted indices.
+    """
+    if str(size) == "full":
+        return np.arange(len(labels))
+    size = int(size)
+    missing = set(np.unique(labels).tolist())
+    if size > len(labels) or size < len(missing):
+        raise ValueError(f"cannot draw {size} of {len(labels)} images with all {len(missing)} classes present")
+    order = list(range(len(labels)))
+    random.Random(seed).shuffle(order)  # == random.seed(seed); random.shuffle(order)
+    taken, left = [], size
+    for i in order:
+        label = int(labels[i])
+        if left > len(missing) or label in missing:
+            taken.append(i)
+            left -= 1
+            missing.discard(label)
+        if left <= 0:
+            break
+    return np.sort(np.asarray(taken, dtype=np.int64))

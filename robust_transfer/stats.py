@@ -1,0 +1,108 @@
+"""The run table and its summaries: one number per run, means with seeded bootstrap CIs, and
+seed-paired deltas."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap
+
+from .grid import size_key
+
+RUN_KEYS = ["dataset", "source", "k", "size", "seed"]
+LOG_COLUMNS = ["epoch", "test_acc", "test_loss", "train_acc", "train_loss", "time", "lr"]
+
+
+def read_runs(paths) -> pd.DataFrame:
+    """The tidy run table: one row per (run, logged epoch), from the per-run CSV logs."""
+    frames = [pd.read_csv(p, dtype={"size": str}) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + LOG_COLUMNS)
+
+
+def flag_collapsed(runs: pd.DataFrame, margin: float = 1.5) -> pd.DataFrame:
+    """Add `collapsed`: the run's final test accuracy is at most `margin` x chance (100 /
+    classes), or some logged loss is not finite. Such runs diverged (lr 0.1, std-1 head)."""
+    last = runs.sort_values("epoch").groupby(RUN_KEYS, sort=False).tail(1).set_index(RUN_KEYS)
+    near_chance = last["test_acc"] <= margin * 100.0 / last["classes"]
+    losses = runs[["test_loss", "train_loss"]].to_numpy(dtype=float)
+    bad = pd.Series(~np.isfinite(losses).all(axis=1), index=runs.index).groupby([runs[k] for k in RUN_KEYS]).any()
+    flag = (near_chance | bad.reindex(near_chance.index).fillna(False)).rename("collapsed")
+    return runs.drop(columns="collapsed", errors="ignore").join(flag, on=RUN_KEYS)
+
+
+def per_run(runs: pd.DataFrame, metric: str, epochs: list[int] | None = None) -> pd.DataFrame:
+    """One value per run (column `value`): `final` logged epoch, `best` logged epoch, or, for
+    metric `epoch`, one row per run and listed epoch (column `epoch`)."""
+    keys = RUN_KEYS + ["n", "collapsed"]
+    if metric == "final":
+        rows = runs.sort_values("epoch").groupby(RUN_KEYS, sort=False).tail(1)
+    elif metric == "best":
+        rows = runs.loc[runs.groupby(RUN_KEYS, sort=False)["test_acc"].idxmax()]
+    elif metric == "epoch":
+        rows = runs[runs["epoch"].isin(epochs)]
+        keys = keys + ["epoch"]
+    else:
+        raise ValueError(f"metric {metric!r}: use final, best or epoch")
+    return rows[keys + ["test_acc"]].rename(columns={"test_acc": "value"}).reset_index(drop=True)
+
+
+def bootstrap_ci(values, seed: int = 0, resamples: int = 1000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (seaborn's band, as the authors' plots), seeded.
+    Fewer than two values, or all equal: no interval (nan, nan) or (v, v)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on tiny samples; the interval is still right
+        ci = bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def summarize(values: pd.DataFrame, by: list[str], seed: int = 0, resamples: int = 1000, include_collapsed: bool = False) -> pd.DataFrame:
+    """Mean and bootstrap CI of `value` per group; counts runs used and collapsed runs left out."""
+    rows = []
+    for key, g in values.groupby(by, sort=False):
+        used = g if include_collapsed else g[~g["collapsed"].astype(bool)]
+        low, high = bootstrap_ci(used["value"], seed, resamples)
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,)), mean=used["value"].mean(), ci_low=low, ci_high=high, runs=len(used), excluded=len(g) - len(used)))
+    out = pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", "runs", "excluded"])
+    return sort_sizes(out)
+
+
+def paired_delta(values: pd.DataFrame, by: str, a, b) -> pd.DataFrame:
+    """value(a) - value(b) of runs that share everything else (dataset, size, seed, ...): the
+    same images, so the deltas are paired. `by` is "source" or "k". A pair counts as collapsed if
+    either run is."""
+    keys = [c for c in values.columns if c not in (by, "value", "collapsed")]
+    left = values[values[by] == a].set_index(keys)
+    right = values[values[by] == b].set_index(keys)
+    both = left.join(right, lsuffix="_a", rsuffix="_b", how="inner")
+    out = pd.DataFrame({"value": both["value_a"] - both["value_b"], "collapsed": both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool)})
+    out[by] = f"{a} - {b}"
+    return out.reset_index()
+
+
+def sort_sizes(df: pd.DataFrame) -> pd.DataFrame:
+    if "size" not in df:
+        return df
+    order = df["size"].map(size_key)
+    return df.assign(_o=order).sort_values([c for c in ["dataset", "_o"] if c in df] , kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collapsed: bool = False) -> pd.DataFrame:
+    """The numbers a figure or table plots, from the tidy table of exactly its runs."""
+    metric = spec.get("metric", "final")
+    values = per_run(runs, metric, spec.get("epochs"))
+    delta = spec.get("delta")
+    by = ["dataset", "source", "k", "size", "n"] + (["epoch"] if metric == "epoch" else [])
+    if delta and spec["kind"] == "delta":
+        values = paired_delta(values, delta["by"], delta["a"], delta["b"])
+    out = summarize(values, by, seed, include_collapsed=include_collapsed)
+    if delta and spec["kind"] == "table":  # tables also get the paired delta as extra rows
+        d = summarize(paired_delta(values, delta["by"], delta["a"], delta["b"]), by, seed, include_collapsed=include_collapsed)
+        out = sort_sizes(pd.concat([out, d], ignore_index=True))
+    return out

@@ -1,0 +1,28 @@
+rule aggregate:
+    input:
+        runs=figure_runs,
+        code=STATS_CODE,
+    output:
+        runs="results/figures/{fig}/runs.csv",
+        summary="results/figures/{fig}/summary.csv",
+    log:
+        "logs/aggregate/{fig}.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule collect:
+    input:
+        runs=run_files(grid.all_runs(config)),
+    output:
+        runs="results/runs.csv",
+    log:
+        "logs/collect.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/collect.py"

@@ -1,0 +1,38 @@
+rule download:
+    output:
+        ready="resources/data/{loader}/READY",
+    log:
+        "logs/download/{loader}.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/download.py"
+
+
+rule prepare:
+    input:
+        ready=dataset_ready,
+    output:
+        train="results/data/{dataset}/train.npz",
+        test="results/data/{dataset}/test.npz",
+    log:
+        "logs/prepare/{dataset}.log",
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/prepare.py"
+
+
+rule subsample:
+    input:
+        train="results/data/{dataset}/train.npz",
+    output:
+        idx="results/subsets/{dataset}/n{size}/s{seed}.npy",
+    log:
+        "logs/subsample/{dataset}/n{size}/s{seed}.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/subsample.py"

@@ -1,0 +1,33 @@
+rule figure:
+    input:
+        summary="results/figures/{fig}/summary.csv",
+        code=PLOTS_CODE,
+    output:
+        pdf="figures/{fig}.pdf",
+    log:
+        "logs/figure/{fig}.log",
+    wildcard_constraints:
+        fig=_choice(FIGURES),
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+rule table:
+    input:
+        summary="results/figures/{fig}/summary.csv",
+        code=PLOTS_CODE,
+    output:
+        csv="figures/{fig}.csv",
+        md="figures/{fig}.md",
+    log:
+        "logs/table/{fig}.log",
+    wildcard_constraints:
+        fig=_choice(TABLES),
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/table.py"

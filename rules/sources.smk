@@ -1,0 +1,46 @@
+rule fetch_checkpoint:
+    output:
+        raw="resources/checkpoints/{source}.download",
+    log:
+        "logs/fetch_checkpoint/{source}.log",
+    wildcard_constraints:
+        source=_choice(FETCHED),
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/fetch_checkpoint.py"
+
+
+rule source:
+    input:
+        raw=ancient("resources/checkpoints/{source}.download"),
+    output:
+        weights="results/sources/{source}.pt",
+    log:
+        "logs/source/{source}.log",
+    wildcard_constraints:
+        source=_choice(FETCHED),
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/source.py"
+
+
+rule pretrain_source:
+    input:
+        train=pretrain_split("train"),
+        test=pretrain_split("test"),
+    output:
+        weights="results/sources/{source}.pt",
+    log:
+        "logs/pretrain_source/{source}.log",
+    wildcard_constraints:
+        source=_choice(TRAINED),
+    conda:
+        "../envs/workflow.yaml"
+    threads: config["finetune"]["threads"]
+    resources:
+        gpu=1,
+    script:
+        "../scripts/pretrain_source.py"

@@ -1,0 +1,10 @@
+"""Snakemake entry point: draw one figure from its summary table."""
+
+import pandas as pd
+
+from robust_transfer import grid, plots
+from robust_transfer.logs import to_log
+
+to_log(snakemake)
+summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})
+plots.plot_figure(summary, grid.figure_spec(snakemake.config, snakemake.wildcards.fig), snakemake.output.pdf)

@@ -1,0 +1,13 @@
+"""Snakemake entry point: the indices of one (dataset, n, seed) training subset."""
+
+import numpy as np
+
+from robust_transfer import data
+from robust_transfer.logs import to_log
+
+to_log(snakemake)
+with np.load(snakemake.input.train) as f:
+    labels = f["labels"]
+idx = data.subset(labels, snakemake.wildcards.size, int(snakemake.wildcards.seed))
+np.save(snakemake.output.idx, idx)
+print(f"{len(idx)} of {len(labels)} images, {len(np.unique(labels[idx]))} classes")
