@@ -24,10 +24,12 @@ TORCHVISION_FILES = {
         for name, cls in [("mnist", "MNIST"), ("fmnist", "FashionMNIST"), ("kmnist", "KMNIST")]
     },
 }
+# (archive, folder it unpacks into, relative to root), in unpacking order: what torchvision's
+# download() fetches and unpacks, so a mirror of the archives works offline too.
 ARCHIVES = {
-    "cifar10": ["cifar-10-python.tar.gz"],
-    "cifar100": ["cifar-100-python.tar.gz"],
-    "caltech101": ["caltech101/101_ObjectCategories.tar.gz", "caltech101/caltech-101.zip"],
+    "cifar10": [("cifar-10-python.tar.gz", ".")],
+    "cifar100": [("cifar-100-python.tar.gz", ".")],
+    "caltech101": [("caltech101/caltech-101.zip", "caltech101"), ("caltech101/caltech-101/101_ObjectCategories.tar.gz", "caltech101")],
 }
 # Real image data that ships inside pip packages (the offline demo): nothing to download.
 PACKAGED = {"digits", "lfw"}
@@ -48,12 +50,15 @@ def download(loader: str, root: Path, mirror: Path | None = None, offline: bool 
     if loader in PACKAGED:
         (root / "SOURCE").write_text(f"{loader}: bundled with a pip package; nothing to download\n")
         return
+    archives = [a for a, _ in ARCHIVES.get(loader, [])]
     if mirror is not None:
-        for rel in TORCHVISION_FILES[loader] + ARCHIVES.get(loader, []):
+        for rel in TORCHVISION_FILES[loader] + archives:
             src, dst = Path(mirror) / rel, root / rel
             if src.exists() and not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    if missing_files(loader, root):
+        _unpack(loader, root)
     if missing_files(loader, root) and not offline:
         try:
             for split in ("train", "test"):
@@ -66,13 +71,22 @@ def download(loader: str, root: Path, mirror: Path | None = None, offline: bool 
         torchvision_dataset(loader, root, split, download=False)
 
 
+def _unpack(loader: str, root: Path) -> None:
+    """Unpack archives already in root (from a mirror), as torchvision's download() would."""
+    from torchvision.datasets.utils import extract_archive
+
+    for archive, into in ARCHIVES.get(loader, []):
+        if (root / archive).exists():
+            extract_archive(str(root / archive), str(root / into))
+
+
 def _missing(loader, root, mirror, why) -> MissingData:
     files = "\n  ".join(missing_files(loader, root))
     where = f"{mirror}/ (data.mirror) or {root}/" if mirror else f"{root}/ (or set data.mirror to a folder laid out the same way)"
     return MissingData(
         f"dataset {loader!r} is incomplete ({why}). Missing files:\n  {files}\n"
         f"Put them, at these relative paths (torchvision's layout), under {where}; "
-        f"torchvision's archives ({', '.join(ARCHIVES.get(loader, [])) or 'the raw files'}) work too."
+        f"torchvision's archives ({', '.join(a for a, _ in ARCHIVES.get(loader, [])) or 'none for this dataset'}) work too."
     )
 
 

@@ -74,7 +74,7 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out) -> None:
 def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy."""
     by = spec.get("columns", "source")
-    wide = summary.pivot_table(index=["dataset", "size"], columns=by, values="mean", sort=False).reset_index()
+    wide = summary.pivot_table(index=["dataset", "size"], columns=by, values="mean", sort=False, dropna=False).reset_index()
     wide.columns.name = None
     values = spec["sources"] if by == "source" else spec["k"]
     extra = [c for c in wide.columns if c not in ["dataset", "size", *values]]

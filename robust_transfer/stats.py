@@ -78,19 +78,17 @@ def paired_delta(values: pd.DataFrame, by: str, a, b) -> pd.DataFrame:
     same images, so the deltas are paired. `by` is "source" or "k". A pair counts as collapsed if
     either run is."""
     keys = [c for c in values.columns if c not in (by, "value", "collapsed")]
-    left = values[values[by] == a].set_index(keys)
-    right = values[values[by] == b].set_index(keys)
-    both = left.join(right, lsuffix="_a", rsuffix="_b", how="inner")
-    out = pd.DataFrame({"value": both["value_a"] - both["value_b"], "collapsed": both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool)})
+    both = values[values[by] == a].merge(values[values[by] == b], on=keys, suffixes=("_a", "_b"))
+    out = both[keys].assign(value=both["value_a"] - both["value_b"], collapsed=both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool))
     out[by] = f"{a} - {b}"
-    return out.reset_index()
+    return out
 
 
 def sort_sizes(df: pd.DataFrame) -> pd.DataFrame:
     if "size" not in df:
         return df
-    order = df["size"].map(size_key)
-    return df.assign(_o=order).sort_values([c for c in ["dataset", "_o"] if c in df] , kind="stable").drop(columns="_o").reset_index(drop=True)
+    keys = ["dataset", "_o"] if "dataset" in df else ["_o"]
+    return df.assign(_o=df["size"].map(size_key)).sort_values(keys, kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
 def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collapsed: bool = False) -> pd.DataFrame:
