@@ -39,8 +39,8 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out) -> None:
     datasets = [d for d in spec["datasets"] if d in set(summary["dataset"])]
     if spec["kind"] == "delta":
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        for d in datasets:
-            _band(ax, summary[summary["dataset"] == d], x, d)
+        for i, d in enumerate(datasets):
+            _band(ax, summary[summary["dataset"] == d], x, d, color=f"C{i}")
         ax.axhline(0, color="black", lw=0.8)
         d = spec["delta"]
         ax.set_ylabel(f"test accuracy delta (%)\n{d['by']} {d['a']} - {d['b']}")
@@ -48,14 +48,18 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out) -> None:
         axes = [ax]
     else:
         hue = spec.get("hue", "source")
+        # one colour per line value across all panels, in config order
+        colors = {v: f"C{i}" for i, v in enumerate(spec["sources"] if hue == "source" else spec["k"])}
         cols = min(3, len(datasets))
         rows = math.ceil(len(datasets) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
         axes = axes.ravel()
         for ax, d in zip(axes, datasets):
             sub = summary[summary["dataset"] == d]
-            for value, g in sub.groupby(hue, sort=False):
-                _band(ax, g, x, f"{hue}={value}" if hue == "k" else str(value))
+            for value, color in colors.items():
+                g = sub[sub[hue] == value]
+                if len(g):
+                    _band(ax, g, x, f"{hue}={value}" if hue == "k" else str(value), color=color)
             ax.set_title(d)
             ax.set_ylabel("test accuracy (%)")
             _xaxis(ax, sub, x)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 import torchvision
 
@@ -16,7 +16,7 @@ from . import __version__, checkpoints, data, grid, train
 from .models import prepare_for_transfer
 
 
-def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> pd.DataFrame:
+def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> list[dict]:
     """inputs: train, test, subset, source; outputs: log (CSV per logged epoch), meta (JSON)."""
     cfg = config["finetune"]
     k, size, seed = int(wildcards.k), wildcards.size, int(wildcards.seed)
@@ -38,11 +38,15 @@ def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> pd.Da
 
     start = time.time()
     rows = train.finetune(model, (images[idx], labels[idx]), data.load_split(inputs.test), cfg, sched["epochs"], sched["eval_epochs"], seed, device)
-    log = pd.DataFrame(rows).assign(dataset=wildcards.dataset, source=wildcards.source, k=k, size=size, n=len(idx), seed=seed, classes=classes, epochs=sched["epochs"])
-    log.to_csv(outputs.log, index=False)
+    run = dict(dataset=wildcards.dataset, source=wildcards.source, k=k, size=size, n=len(idx), seed=seed, classes=classes, epochs=sched["epochs"])
+    log = [{**row, **run} for row in rows]
+    with open(outputs.log, "w", newline="") as f:  # csv, not pandas: one import less per job
+        writer = csv.DictWriter(f, fieldnames=list(log[0]))
+        writer.writeheader()
+        writer.writerows(log)
 
     meta = {
-        "run": dict(dataset=wildcards.dataset, source=wildcards.source, k=k, size=size, n=len(idx), seed=seed),
+        "run": {key: run[key] for key in ("dataset", "source", "k", "size", "n", "seed")},
         "config_digest": grid.digest({"finetune": cfg, "dataset": config["datasets"][wildcards.dataset], "source": config["sources"][wildcards.source], "schedule": sched}),
         "schedule": sched,
         "source_meta": source_meta,
