@@ -14,9 +14,15 @@ include: "rules/sources.smk"
 include: "rules/finetune.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
+include: "rules/published.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+
+
+rule published_figures:
+    input:
+        figure_files("figures/published/", IN_ALL),

@@ -8,50 +8,16 @@ Canonical file (loads with ``torch.load(weights_only=True)``)::
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import urllib.request
 from pathlib import Path
 
 import torch
 
+from .files import fetch, sha256  # noqa: F401  (re-exported: checkpoints.fetch)
 from .models import resnet50
 
 
 class BadCheckpoint(ValueError):
     pass
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fetch(url: str, dest: Path, expected_sha256: str | None = None) -> None:
-    """Download `url` (http(s), file:// or a local path) to `dest`, verifying sha256 if given.
-    The file only appears at `dest` once complete and verified."""
-    from tqdm import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    if "://" not in url:
-        shutil.copyfile(url, part)
-    else:
-        with urllib.request.urlopen(url) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, mininterval=5) as bar:
-                for chunk in iter(lambda: r.read(1 << 20), b""):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    if expected_sha256:
-        got = sha256(part)
-        if got != expected_sha256.lower():
-            part.unlink()
-            raise BadCheckpoint(f"{url}: sha256 is {got}, config says {expected_sha256}; fix the URL or the sha256 in config")
-    part.rename(dest)
 
 
 def _load_any(path: Path) -> dict:

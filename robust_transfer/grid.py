@@ -59,6 +59,7 @@ def figure_selection(config: dict, fig: str) -> dict:
         "sources": spec.get("sources", grid["sources"]),
         "k": spec.get("k", grid["k"]),
         "sizes": [str(s) for s in spec.get("sizes", grid["sizes"])],
+        "k_by_source": spec.get("k_by_source", {}),
     }
     if delta:
         key = {"source": "sources", "k": "k"}[delta["by"]]
@@ -81,16 +82,16 @@ def figure_runs(config: dict, fig: str) -> list[Run]:
         Run(d, s, int(k), size, seed)
         for d in sel["datasets"]
         for s in sel["sources"]
-        for k in sel["k"]
+        for k in sel["k_by_source"].get(s, sel["k"])
         for size in sel["sizes"]
         for seed in seeds(config, size)
     ]
 
 
 def all_runs(config: dict) -> list[Run]:
-    """Every run some configured figure or table needs, each once, in a stable order."""
+    """Every run some figure or table of `all` needs, each once, in a stable order."""
     seen: dict[Run, None] = {}
-    for fig in config["figures"]:
+    for fig in [f for f, spec in config["figures"].items() if spec.get("in_all", True)]:
         for run in figure_runs(config, fig):
             seen.setdefault(run, None)
     return list(seen)

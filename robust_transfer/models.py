@@ -23,11 +23,13 @@ def blocks(model: ResNet) -> list[str]:
 
 
 def trainable_prefixes(model: ResNet, k: int) -> list[str]:
-    """The last k blocks, counted from the end, plus fc: k=0 fc; 1 layer4.2; 3 layer4; 9 layer3+4."""
+    """The last k blocks, counted from the end, plus fc: k=0 fc; 1 layer4.2; 3 layer4; 9 layer3+4.
+    k = every block (16) trains the whole network, stem included (training from scratch)."""
     names = blocks(model)
     if not 0 <= k <= len(names):
         raise ValueError(f"k={k}: the model has {len(names)} blocks")
-    return names[len(names) - k :] + ["fc"]
+    stem = ["conv1", "bn1"] if k == len(names) else []
+    return stem + names[len(names) - k :] + ["fc"]
 
 
 def prepare_for_transfer(model: ResNet, num_classes: int, k: int, head_std: float = 1.0) -> ResNet:

@@ -17,10 +17,15 @@ def _label(value) -> str:
     return "full" if str(value) == FULL else str(value)
 
 
-def _band(ax, g, x, label, **style):
+def _band(ax, g, x, label, reference=None, **style):
+    """A mean line with its CI band; `reference` (the published summary of the same line) is
+    drawn dashed in the same colour."""
     g = g.sort_values(x)
     (line,) = ax.plot(g[x], g["mean"], marker="o", ms=3, label=label, **style)
     ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+    if reference is not None and len(reference):
+        r = reference.sort_values(x)
+        ax.plot(r[x], r["mean"], ls="--", marker="x", ms=3, color=line.get_color(), label=f"{label} (published)")
 
 
 def _xaxis(ax, summary, x):
@@ -34,13 +39,18 @@ def _xaxis(ax, summary, x):
         ax.set_xlabel("epoch")
 
 
-def plot_figure(summary: pd.DataFrame, spec: dict, out) -> None:
+def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None) -> None:
+    """Draw a curves or delta figure; with `reference`, overlay the published numbers."""
     x = "n" if spec.get("x", "size") == "size" else "epoch"
+
+    def ref(mask_fn):
+        return None if reference is None else reference[mask_fn(reference)]
+
     datasets = [d for d in spec["datasets"] if d in set(summary["dataset"])]
     if spec["kind"] == "delta":
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for i, d in enumerate(datasets):
-            _band(ax, summary[summary["dataset"] == d], x, d, color=f"C{i}")
+            _band(ax, summary[summary["dataset"] == d], x, d, ref(lambda t, d=d: t["dataset"] == d), color=f"C{i}")
         ax.axhline(0, color="black", lw=0.8)
         d = spec["delta"]
         ax.set_ylabel(f"test accuracy delta (%)\n{d['by']} {d['a']} - {d['b']}")
@@ -59,7 +69,8 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out) -> None:
             for value, color in colors.items():
                 g = sub[sub[hue] == value]
                 if len(g):
-                    _band(ax, g, x, f"{hue}={value}" if hue == "k" else str(value), color=color)
+                    r = ref(lambda t, d=d, v=value: (t["dataset"] == d) & (t[hue] == v))
+                    _band(ax, g, x, f"{hue}={value}" if hue == "k" else str(value), r, color=color)
             ax.set_title(d)
             ax.set_ylabel("test accuracy (%)")
             _xaxis(ax, sub, x)
@@ -94,3 +105,9 @@ def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
     with open(md_out, "w") as f:
         title = spec.get("title", "")
         f.write((f"{title}\n\n" if title else "") + wide.to_markdown(index=False, floatfmt=".2f") + "\n")
+        if summary.empty:
+            f.write("\nNo runs: none of this table's runs exist in its source of results.\n")
+        else:
+            runs = summary[~summary[spec.get("columns", "source")].astype(str).str.contains(" - ")]  # not the delta rows
+            if runs["excluded"].sum():
+                f.write(f"\n{int(runs['excluded'].sum())} collapsed run(s) left out (aggregate.include_collapsed: true keeps them).\n")

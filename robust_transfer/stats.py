@@ -104,3 +104,16 @@ def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collap
         d = summarize(paired_delta(values, delta["by"], delta["a"], delta["b"]), by, seed, include_collapsed=include_collapsed)
         out = sort_sizes(pd.concat([out, d], ignore_index=True))
     return out
+
+
+def compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell of a figure: our mean, the authors', the difference, and whether the two 95 %
+    CIs overlap (NaN where either side has fewer than two runs)."""
+    keys = [c for c in ours.columns if c not in ("n", "mean", "ci_low", "ci_high", "runs", "excluded")]
+    cols = ["mean", "ci_low", "ci_high", "runs"]
+    both = ours[keys + cols].merge(theirs[keys + cols], on=keys, how="outer", suffixes=("_ours", "_published"))
+    both["difference"] = both["mean_ours"] - both["mean_published"]
+    overlap = (both["ci_low_ours"] <= both["ci_high_published"]) & (both["ci_low_published"] <= both["ci_high_ours"])
+    known = both[["ci_low_ours", "ci_high_ours", "ci_low_published", "ci_high_published"]].notna().all(axis=1)
+    both["ci_overlap"] = overlap.where(known)
+    return sort_sizes(both)

@@ -58,8 +58,10 @@ def _choice(names):
 
 FETCHED = [s for s, spec in config["sources"].items() if "url" in spec]
 TRAINED = [s for s, spec in config["sources"].items() if "train" in spec]
+RANDOM = [s for s, spec in config["sources"].items() if "random_init" in spec]
 FIGURES = [f for f, spec in config["figures"].items() if spec["kind"] != "table"]
 TABLES = [f for f, spec in config["figures"].items() if spec["kind"] == "table"]
+IN_ALL = [f for f, spec in config["figures"].items() if spec.get("in_all", True)]
 
 
 wildcard_constraints:
@@ -92,9 +94,13 @@ def figure_runs(wildcards):
     return run_files(grid.figure_runs(config, wildcards.fig))
 
 
+def figure_files(prefix, figs):
+    return [
+        f"{prefix}{f}.{ext}"
+        for f in figs
+        for ext in (("csv", "md") if f in TABLES else ("pdf",))
+    ]
+
+
 def all_targets():
-    return (
-        [f"figures/{f}.pdf" for f in FIGURES]
-        + [f"figures/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
-        + ["results/runs.csv"]
-    )
+    return figure_files("figures/", IN_ALL) + ["results/runs.csv"]

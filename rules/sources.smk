@@ -44,3 +44,17 @@ rule pretrain_source:
         gpu=1,
     script:
         "../scripts/pretrain_source.py"
+
+
+rule random_source:
+    output:
+        weights="results/sources/{source}.pt",
+    log:
+        "logs/random_source/{source}.log",
+    wildcard_constraints:
+        source=_choice(RANDOM),
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/random_source.py"

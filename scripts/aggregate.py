@@ -1,13 +1,22 @@
-"""Snakemake entry point: the tidy run table of a figure and its summary (mean, bootstrap CI)."""
+"""Snakemake entry point: the tidy run table of a figure and its summary (mean, bootstrap CI).
 
-from robust_transfer import grid, stats
+Runs come from our per-run logs (input `runs`) or from the authors' converted logs (input
+`published`, filtered to the figure's selection)."""
+
+import pandas as pd
+
+from robust_transfer import grid, published, stats
 from robust_transfer.logs import to_log
 
 to_log(snakemake)
 cfg = snakemake.config["aggregate"]
-runs = stats.flag_collapsed(stats.read_runs(snakemake.input.runs), cfg["collapse_margin"])
+fig = snakemake.wildcards.fig
+if "published" in snakemake.input.keys():
+    runs = published.select(pd.read_csv(snakemake.input.published, dtype={"size": str}), grid.figure_selection(snakemake.config, fig))
+else:
+    runs = stats.flag_collapsed(stats.read_runs(snakemake.input.runs), cfg["collapse_margin"])
 runs.to_csv(snakemake.output.runs, index=False)
-spec = grid.figure_spec(snakemake.config, snakemake.wildcards.fig)
+spec = grid.figure_spec(snakemake.config, fig)
 summary = stats.figure_summary(runs, spec, cfg["bootstrap_seed"], cfg["include_collapsed"])
 summary.to_csv(snakemake.output.summary, index=False)
 left_out = int(summary["excluded"].sum())

@@ -11,6 +11,7 @@ import torch
 
 from robust_transfer import checkpoints
 from robust_transfer.checkpoints import BadCheckpoint
+from robust_transfer.files import ChecksumMismatch
 from robust_transfer.models import resnet50
 
 WIDTH = 8  # narrow ResNet-50: every key of the real one, a few MB
@@ -158,11 +159,11 @@ def test_sha256_matches_hashlib(tmp_path):
 
 
 def test_fetch_wrong_sha_leaves_nothing(tmp_path):
-    """A sha256 mismatch raises BadCheckpoint and leaves neither dest nor a partial file."""
+    """A sha256 mismatch raises ChecksumMismatch and leaves neither dest nor a partial file."""
     src = tmp_path / "src.bin"
     src.write_bytes(b"weights" * 1000)
     dest = tmp_path / "dl" / "model.pt"
-    with pytest.raises(BadCheckpoint):
+    with pytest.raises(ChecksumMismatch):
         checkpoints.fetch(str(src), dest, "0" * 64)
     assert not dest.exists()
     assert list(dest.parent.iterdir()) == []

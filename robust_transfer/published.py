@@ -1,0 +1,57 @@
+"""The authors' own per-run logs as a run table of ours, so any figure can be rebuilt from them.
+
+April-2020 logs: github.com/utrerf/robust_transfer_learning at commit e90ed58 (results/
+consolidated_results.csv). Columns: epoch, nat_prec1 (test acc %), nat_loss, train_prec1,
+train_loss, time, source_eps (0 natural, 3 L2 3, 4 Linf 4/255, 8 Linf 8/255, -1 from scratch),
+target_ds, num_training_images, unfrozen_blocks (the authors' 6 means our 9 blocks; -1 from
+scratch), seed.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SOURCES = {0: "natural", 3: "l2_3", 4: "linf_4", 8: "linf_8", -1: "scratch"}
+# Their label 6 fine-tunes layer3 and layer4: 9 blocks. From scratch trains the whole network,
+# which is our k = 16 (every block; with all blocks the stem trains too).
+BLOCKS = {0: 0, 1: 1, 3: 3, 6: 9, -1: 16}
+FULL_SIZE = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "mnist": 60000, "fmnist": 60000, "kmnist": 60000}
+CLASSES = {"cifar100": 100}
+
+
+def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
+    """Our tidy run-table schema (see stats.RUN_KEYS, stats.LOG_COLUMNS) from their logs."""
+    n = logs["num_training_images"].astype(int)
+    full = n == logs["target_ds"].map(FULL_SIZE)
+    out = pd.DataFrame(
+        {
+            "dataset": logs["target_ds"],
+            "source": logs["source_eps"].astype(int).map(SOURCES),
+            "k": logs["unfrozen_blocks"].astype(int).map(BLOCKS),
+            "size": n.astype(str).where(~full, "full"),
+            "n": n,
+            "seed": logs["seed"].astype(int),
+            "epoch": logs["epoch"].astype(int),
+            "test_acc": logs["nat_prec1"].astype(float),
+            "test_loss": logs["nat_loss"].astype(float),
+            "train_acc": logs["train_prec1"].astype(float),
+            "train_loss": logs["train_loss"].astype(float),
+            "time": logs["time"].astype(float),
+            "classes": logs["target_ds"].map(CLASSES).fillna(10).astype(int),
+        }
+    )
+    unknown = out[["source", "k"]].isna().any(axis=1)
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} log rows have unknown source_eps/unfrozen_blocks codes: {logs[unknown].head(3).to_dict('records')}")
+    out["epochs"] = out.groupby(["dataset", "source", "k", "size", "seed"])["epoch"].transform("max")
+    return out
+
+
+def select(runs: pd.DataFrame, selection: dict) -> pd.DataFrame:
+    """The rows of a figure's selection (grid.figure_selection), with every seed they have."""
+    keep = pd.Series(False, index=runs.index)
+    base = runs["dataset"].isin(selection["datasets"]) & runs["size"].isin([str(s) for s in selection["sizes"]])
+    for source in selection["sources"]:
+        ks = [int(k) for k in selection["k_by_source"].get(source, selection["k"])]
+        keep |= base & (runs["source"] == source) & runs["k"].isin(ks)
+    return runs[keep]

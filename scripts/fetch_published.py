@@ -1,0 +1,8 @@
+"""Snakemake entry point: the authors' published per-run logs (local mirror first)."""
+
+from robust_transfer.files import fetch
+from robust_transfer.logs import to_log
+
+to_log(snakemake)
+cfg = snakemake.config["published"]
+fetch(cfg["url"], snakemake.output.logs, cfg.get("sha256"), cfg.get("mirror"))
