@@ -167,6 +167,35 @@ def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray
     return np.stack([one(img) for img in images])
 
 
+def lowpass_order(size: int) -> np.ndarray:
+    """Flat indices of a size x size DCT grid from the highest frequency down: by radius
+    u^2 + v^2, ties broken by flat index (a stable sort), so the cut is exactly defined."""
+    u, v = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return np.argsort(-(u**2 + v**2).ravel(), kind="stable")
+
+
+def lowpass_float(image: np.ndarray, zeroed: int) -> np.ndarray:
+    """Zero the `zeroed` highest frequencies of each channel's orthonormal 2-D DCT-II (the
+    real-valued spectrum, so no conjugate pairs to keep in step) and transform back."""
+    from scipy.fft import dctn, idctn
+
+    h, w = image.shape[:2]
+    if h != w:
+        raise ValueError(f"low-pass needs square images, got {h}x{w}: set `size`")
+    cut = lowpass_order(h)[:zeroed]
+    out = np.empty(image.shape, dtype=np.float64)
+    for c in range(image.shape[2]):
+        coef = dctn(image[..., c].astype(np.float64), norm="ortho").ravel()
+        coef[cut] = 0.0
+        out[..., c] = idctn(coef.reshape(h, w), norm="ortho")
+    return out
+
+
+def lowpass(images: np.ndarray, zeroed: int) -> np.ndarray:
+    """The low-pass variant of Table 2 on uint8 images (rounded and clipped back to uint8)."""
+    return np.stack([np.clip(np.rint(lowpass_float(img, zeroed)), 0, 255).astype(np.uint8) for img in images])
+
+
 def prepare(spec: dict, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Both splits of a configured dataset: {"train": (images, labels), "test": (...)}."""
     loader = spec["loader"]
@@ -178,7 +207,10 @@ def prepare(spec: dict, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         out = {name: ([images[i] for i in idx] if isinstance(images, list) else images[idx], labels[idx]) for name, idx in parts.items()}
     else:
         out = {s: _keep_classes(*read(loader, root, s), spec.get("classes")) for s in ("train", "test")}
-    return {s: (resize(x, spec.get("size"), spec.get("downscale")), y) for s, (x, y) in out.items()}
+    out = {s: (resize(x, spec.get("size"), spec.get("downscale")), y) for s, (x, y) in out.items()}
+    if spec.get("lowpass"):
+        out = {s: (lowpass(x, spec["lowpass"]), y) for s, (x, y) in out.items()}
+    return out
 
 
 def _keep_classes(images, labels, classes):

@@ -69,7 +69,9 @@ def figure_selection(config: dict, fig: str) -> dict:
 
 def figure_spec(config: dict, fig: str) -> dict:
     """A figure's config entry with its run selection resolved."""
-    return {**config["figures"][fig], **figure_selection(config, fig)}
+    spec = {**config["figures"][fig], **figure_selection(config, fig), "palette": list(config["datasets"])}
+    spec["labels"] = {**config.get("labels", {}), **spec.get("labels", {})}
+    return spec
 
 
 def _union(a: list, b: list) -> list:

@@ -13,6 +13,7 @@ import pickle
 import struct
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,39 @@ def test_subset_keeps_every_class_and_is_seeded():
     assert len(data.subset(labels, "full", seed=3)) == len(labels)
     with pytest.raises(ValueError):
         data.subset(labels, 3, seed=3)  # fewer slots than classes
+
+
+# ------------------------------------------------------------------ low-pass variant (Table 2)
+
+
+def test_lowpass_zeroes_exactly_the_configured_frequencies():
+    """The N highest DCT frequencies (by u^2 + v^2, ties by index) become zero; every other
+    coefficient is unchanged, per channel."""
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    out = data.lowpass_float(image, 40)
+    cut = data.lowpass_order(16)[:40]
+    for c in range(3):
+        before = dctn(image[..., c].astype(float), norm="ortho").ravel()
+        after = dctn(out[..., c], norm="ortho").ravel()
+        np.testing.assert_allclose(after[cut], 0, atol=1e-9)
+        keep = np.setdiff1d(np.arange(256), cut)
+        np.testing.assert_allclose(after[keep], before[keep], atol=1e-9)
+    # the highest frequency (15, 15) goes first; ties such as (15, 14) and (14, 15) by index
+    assert list(data.lowpass_order(16)[:3]) == [255, 239, 254]
+
+
+def test_lowpass_in_prepare_removes_the_band():
+    spec = {"loader": "lfw", "size": 24, "lowpass": 200, "split": {"seed": 0, "test_fraction": 0.25}}
+    plain = data.prepare({**spec, "lowpass": None}, Path("."))
+    low = data.prepare(spec, Path("."))
+    from scipy.fft import dctn
+
+    assert low["train"][0].shape == plain["train"][0].shape and low["train"][0].dtype == np.uint8
+    np.testing.assert_array_equal(low["train"][1], plain["train"][1])
+    cut = data.lowpass_order(24)[:200]
+    energy = lambda a: sum((dctn(img[..., 0].astype(float), norm="ortho").ravel()[cut] ** 2).sum() for img in a)  # noqa: E731
+    # only uint8 rounding noise is left in the removed band
+    assert energy(low["train"][0]) < 0.05 * energy(plain["train"][0])

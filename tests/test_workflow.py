@@ -18,6 +18,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 FIGURES = ["fig2a", "fig2b", "fig3a", "fig3b", "fig4a", "fig4b", "fig5a", "fig5b", "fig5c", "fig5d", "fig5e"]
+FIGURES += ["fig10a_800", "fig10b_800", "fig10a_12800", "fig10b_12800", "fig11a_linf8", "fig11b_linf8"]
 TABLES = ["table2", "table7"]
 
 
@@ -57,6 +58,9 @@ def reduced_demo() -> dict:
     cfg["figures"]["fig3b"].update(sizes=[10], epochs=[1, 2])
     cfg["figures"]["fig5b"].update(datasets=["lfw"], sizes=[10])
     cfg["figures"]["table2"].update(sizes=["full"])
+    # Table 7's from-scratch column: a random-init source fine-tuned with every block (k=16)
+    cfg["sources"]["scratch"] = {"random_init": {"seed": 0, "width_per_group": 16}}
+    cfg["figures"]["table7"].update(sources=cfg["figures"]["table7"]["sources"] + ["scratch"], k_by_source={"scratch": [16]})
     return cfg
 
 
@@ -94,9 +98,13 @@ def test_run_table_holds_every_run_and_epoch(demo_run):
     k_study = runs[(runs["source"] == "linf_8") & (runs["dataset"] == "digits")]
     assert set(k_study["k"]) == {0, 1, 3, 9}
     assert k_study.groupby("size")["seed"].nunique().to_dict() == {"10": 2, "20": 1}
-    # 'full' uses the whole training split of lfw_8 (150 of 200 images with test_fraction .25)
-    assert set(runs.loc[runs["dataset"] == "lfw_8", "n"]) == {150}
+    # 'full' uses the whole training split of the Table 2 variants (150 of 200 LFW images)
+    assert set(runs.loc[runs["dataset"].isin(["lfw_8", "lfw_lowpass"]), "n"]) == {150}
     assert set(runs["source"]) == set(cfg["sources"])
+    scratch = runs[runs["source"] == "scratch"]
+    assert set(scratch["k"]) == {16} and set(scratch["dataset"]) == {"digits"}
+    table7 = pd.read_csv(root / "figures" / "table7.csv")
+    assert "scratch" in table7.columns
 
 
 def test_summary_pairs_deltas_by_seed(demo_run):
@@ -155,7 +163,7 @@ def test_paper_grid_all_targets(tmp_path):
     counts = job_counts(snakemake(tmp_path, "figures/table7.csv", "--configfile", REPO / "config.yaml", "-n", "--quiet", "rules").stdout)
     assert counts["finetune"] == 4 * 6 * 81
     counts = job_counts(snakemake(tmp_path, "--configfile", REPO / "config.yaml", "-n", "--quiet", "rules").stdout)
-    assert counts["figure"] == 11 and counts["table"] == 2 and counts["source"] == 4
+    assert counts["figure"] == 21 and counts["table"] == 2 and counts["source"] == 4 and counts["random_source"] == 1
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
