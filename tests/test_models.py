@@ -81,11 +81,14 @@ def test_trainable_count_k3():
 
 
 def test_blocks_and_prefixes():
-    """ResNet-50 has 16 blocks (3, 4, 6, 3); k outside [0, 16] is rejected."""
+    """ResNet-50 has 16 blocks (3, 4, 6, 3); k outside [0, 16] is rejected; k=16 (every block,
+    training from scratch) trains the stem too, so every parameter is trainable."""
     m = resnet50()
     assert len(blocks(m)) == 16
     assert blocks(m)[0] == "layer1.0" and blocks(m)[-1] == "layer4.2"
-    assert trainable_prefixes(m, 16) == blocks(m) + ["fc"]
+    assert trainable_prefixes(m, 16) == ["conv1", "bn1"] + blocks(m) + ["fc"]
+    prepare_for_transfer(m, 10, 16)
+    assert all(p.requires_grad for p in m.parameters())
     with pytest.raises(ValueError):
         trainable_prefixes(m, 17)
     with pytest.raises(ValueError):

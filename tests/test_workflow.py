@@ -159,9 +159,10 @@ def test_paper_dry_run_lists_fig5c_jobs_fast_without_torch(tmp_path):
 
 
 def test_paper_grid_all_targets(tmp_path):
-    """Every published item has a target; Table 7 alone needs 4 sources x 6 datasets x 81 runs."""
+    """Every published item has a target; Table 7 alone needs 5 sources (from scratch included)
+    x 6 datasets x 81 runs."""
     counts = job_counts(snakemake(tmp_path, "figures/table7.csv", "--configfile", REPO / "config.yaml", "-n", "--quiet", "rules").stdout)
-    assert counts["finetune"] == 4 * 6 * 81
+    assert counts["finetune"] == 5 * 6 * 81
     counts = job_counts(snakemake(tmp_path, "--configfile", REPO / "config.yaml", "-n", "--quiet", "rules").stdout)
     assert counts["figure"] == 21 and counts["table"] == 2 and counts["source"] == 4 and counts["random_source"] == 1
 
