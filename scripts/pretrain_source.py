@@ -12,6 +12,7 @@ to_log(snakemake)
 spec = snakemake.config["sources"][snakemake.wildcards.source]["train"]
 torch.set_num_threads(snakemake.threads)
 tr, te = data.load_split(snakemake.input.train), data.load_split(snakemake.input.test)
+torch.manual_seed(spec["seed"])  # the initial weights depend on the source's seed only
 model = resnet50(num_classes=int(tr[1].max()) + 1, width_per_group=spec.get("width_per_group", 64))
 device = train.pick_device(snakemake.config["finetune"]["device"])
 result = train.pretrain(model, tr, te, {**snakemake.config["finetune"], **spec}, spec["seed"], device)
