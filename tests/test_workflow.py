@@ -193,3 +193,27 @@ def test_offline_download_names_missing_files(tmp_path):
     assert proc.returncode != 0
     log = (tmp_path / "logs" / "download" / "cifar10.log").read_text()
     assert "cifar-10-batches-py/data_batch_1" in log and "mirror" in log
+
+
+def test_compare_overlays_published_runs(demo_run, tmp_path):
+    """figures/compare/<fig>: our runs and (fabricated) published logs for the same cells, on
+    the same axes, with a per-cell table of both means and their difference."""
+    root, _, _ = demo_run
+    logs = pd.DataFrame(
+        [
+            dict(epoch=e, nat_prec1=40.0 + seed, nat_loss=1.0, train_prec1=50.0, train_loss=1.0, time=1.0, source_eps=0, target_ds="digits", num_training_images=10, unfrozen_blocks=3, seed=seed)
+            for seed in (7, 8)
+            for e in (1, 2)
+        ]
+    )
+    logs.to_csv(tmp_path / "logs.csv")
+    cfg = reduced_demo()
+    cfg["published"] = {"url": "unused://", "sha256": None, "mirror": str(tmp_path / "logs.csv")}
+    (root / "with_published.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(root, "--configfile", root / "with_published.yaml", "--replace-workflow-config", "--cores", "2", "figures/compare/fig2a.csv", "figures/compare/fig2a.pdf")
+    table = pd.read_csv(root / "figures" / "compare" / "fig2a.csv", dtype={"size": str}).set_index(["source", "size"])
+    cell = table.loc[("natural", "10")]
+    assert cell["mean_published"] == pytest.approx(47.5) and cell["runs_published"] == 2
+    assert cell["difference"] == pytest.approx(cell["mean_ours"] - 47.5)
+    assert pd.isna(table.loc[("l2_05", "10"), "mean_published"])  # no published L2 0.5 runs
+    assert (root / "figures" / "compare" / "fig2a.pdf").read_bytes().startswith(b"%PDF")
