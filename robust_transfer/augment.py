@@ -1,13 +1,15 @@
 """The paper's train augmentation, batched on the device with a different draw per image.
 
 Per image, in torchvision's order: RandomCrop(size, padding=pad, zero fill),
-RandomHorizontalFlip, ColorJitter(brightness, contrast, saturation; the three in a random
-order, drawn once per batch), RandomRotation(degrees, nearest, zero fill).
+RandomHorizontalFlip, ColorJitter(brightness, contrast, saturation; factors per image, the
+order of the three drawn once per batch from Python's seeded `random`), RandomRotation(degrees,
+nearest, zero fill).
 """
 
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = Tr
     if pad or flip:
         x = _warp(x, theta)
     if jitter:
-        ops = torch.randperm(3, generator=gen, device=dev).tolist()
+        ops = random.sample(range(3), 3)  # host RNG (seeded per run): no device sync
         factors = _uniform((3, n, 1, 1, 1), max(0.0, 1 - jitter), 1 + jitter, gen, dev)
         for op in ops:
             f = factors[op]

@@ -150,16 +150,25 @@ def class_split(labels: np.ndarray, seed: int, train_per_class: int | None = Non
 
 
 def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray:
-    """Bilinear resize (PIL, as torchvision's Resize does on PIL images) to size x size;
-    `downscale` first shrinks to downscale x downscale (low-resolution variant, Table 2)."""
+    """Bilinear resize as torchvision's Resize(n) on PIL images (shorter side to n, aspect kept),
+    then a centre crop to size x size (the authors' test transform); `downscale` first shrinks
+    the shorter side to `downscale` (the low-resolution variant of Table 2). Square images
+    are simply resized."""
     from PIL import Image
+
+    def shorter_side(img, n):
+        w, h = img.size
+        return img if min(w, h) == n else img.resize((max(1, round(w * n / min(w, h))), max(1, round(h * n / min(w, h)))), Image.BILINEAR)
 
     def one(img):
         img = img if isinstance(img, Image.Image) else Image.fromarray(img)
         if downscale:
-            img = img.resize((downscale, downscale), Image.BILINEAR)
-        if size and img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
+            img = shorter_side(img, downscale)
+        if size:
+            img = shorter_side(img, size)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
         return np.asarray(img.convert("RGB"))
 
     if isinstance(images, np.ndarray) and not downscale and (not size or images.shape[1:3] == (size, size)):

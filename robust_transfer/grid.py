@@ -34,7 +34,8 @@ def size_key(size) -> float:
 def seeds(config: dict, size) -> list[int]:
     """Seeds of a training-set size: seed i is base + step * i (the paper: 20000000 + 100000 i)."""
     spec = config["grid"]["seeds"]
-    count = spec.get("by_size", {}).get(str(size), spec["count"])
+    by_size = {str(k): v for k, v in spec.get("by_size", {}).items()}  # YAML may give int keys
+    count = by_size.get(str(size), spec["count"])
     return [spec["base"] + spec["step"] * i for i in range(count)]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import time
 
@@ -21,10 +20,7 @@ def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> list[
     cfg = config["finetune"]
     k, size, seed = int(wildcards.k), wildcards.size, int(wildcards.seed)
     torch.set_num_threads(threads)
-    if cfg.get("deterministic", True):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    train.set_deterministic(cfg.get("deterministic", True))
 
     images, labels = data.load_split(inputs.train)
     idx = np.load(inputs.subset)

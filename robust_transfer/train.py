@@ -41,6 +41,16 @@ def pick_device(want: str = "auto") -> torch.device:
     return torch.device("cuda", 0)  # more jobs than GPUs (no --resources gpu=N cap): share
 
 
+def set_deterministic(on: bool = True) -> None:
+    """Deterministic kernels where PyTorch has them. CPU runs are then bit-identical; on GPUs a
+    few backward kernels (e.g. adaptive average pooling) have no deterministic version and only
+    warn."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(seed: int, device) -> torch.Generator:
     """Seed Python, NumPy and torch; return the generator every on-device draw of a run uses."""
     import random

@@ -11,6 +11,7 @@ from robust_transfer.models import resnet50
 to_log(snakemake)
 spec = snakemake.config["sources"][snakemake.wildcards.source]["train"]
 torch.set_num_threads(snakemake.threads)
+train.set_deterministic(snakemake.config["finetune"].get("deterministic", True))
 tr, te = data.load_split(snakemake.input.train), data.load_split(snakemake.input.test)
 torch.manual_seed(spec["seed"])  # the initial weights depend on the source's seed only
 model = resnet50(num_classes=int(tr[1].max()) + 1, width_per_group=spec.get("width_per_group", 64))

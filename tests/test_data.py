@@ -451,3 +451,17 @@ def test_lowpass_in_prepare_removes_the_band():
     energy = lambda a: sum((dctn(img[..., 0].astype(float), norm="ortho").ravel()[cut] ** 2).sum() for img in a)  # noqa: E731
     # only uint8 rounding noise is left in the removed band
     assert energy(low["train"][0]) < 0.05 * energy(plain["train"][0])
+
+
+def test_resize_keeps_aspect_then_centre_crops():
+    """Non-square images (Caltech-101): shorter side to `size` as torchvision's Resize(n), then
+    the centre size x size crop, as the authors' transform; never squashed."""
+    from PIL import Image
+
+    wide = np.zeros((20, 60, 3), dtype=np.uint8)
+    wide[:, 20:40] = 200  # a bright middle third
+    out = data.resize([Image.fromarray(wide)], 10)
+    assert out.shape == (1, 10, 10, 3)
+    assert (out[0, :, 2:8] == 200).all()  # the crop is the middle third, not the whole width
+    low = data.resize([Image.fromarray(wide)], 10, downscale=4)
+    assert low.shape == (1, 10, 10, 3) and not np.array_equal(low, out)
