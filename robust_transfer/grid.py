@@ -68,6 +68,11 @@ def figure_selection(config: dict, fig: str) -> dict:
     return sel
 
 
+def source_ks(selection: dict, source: str) -> list[int]:
+    """The k values a figure uses for one source (`k_by_source` overrides `k`)."""
+    return [int(k) for k in selection["k_by_source"].get(source, selection["k"])]
+
+
 def figure_spec(config: dict, fig: str) -> dict:
     """A figure's config entry with its run selection resolved."""
     spec = {**config["figures"][fig], **figure_selection(config, fig), "palette": list(config["datasets"])}
@@ -82,10 +87,10 @@ def _union(a: list, b: list) -> list:
 def figure_runs(config: dict, fig: str) -> list[Run]:
     sel = figure_selection(config, fig)
     return [
-        Run(d, s, int(k), size, seed)
+        Run(d, s, k, size, seed)
         for d in sel["datasets"]
         for s in sel["sources"]
-        for k in sel["k_by_source"].get(s, sel["k"])
+        for k in source_ks(sel, s)
         for size in sel["sizes"]
         for seed in seeds(config, size)
     ]

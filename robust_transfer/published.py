@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .grid import source_ks
+
 SOURCES = {0: "natural", 3: "l2_3", 4: "linf_4", 8: "linf_8", -1: "scratch"}
 # Their label 6 fine-tunes layer3 and layer4: 9 blocks. From scratch trains the whole network,
 # which is our k = 16 (every block; with all blocks the stem trains too).
@@ -52,6 +54,5 @@ def select(runs: pd.DataFrame, selection: dict) -> pd.DataFrame:
     keep = pd.Series(False, index=runs.index)
     base = runs["dataset"].isin(selection["datasets"]) & runs["size"].isin([str(s) for s in selection["sizes"]])
     for source in selection["sources"]:
-        ks = [int(k) for k in selection["k_by_source"].get(source, selection["k"])]
-        keep |= base & (runs["source"] == source) & runs["k"].isin(ks)
+        keep |= base & (runs["source"] == source) & runs["k"].isin(source_ks(selection, source))
     return runs[keep]
