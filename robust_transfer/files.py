@@ -12,6 +12,10 @@ class ChecksumMismatch(ValueError):
     pass
 
 
+class DownloadFailed(RuntimeError):
+    pass
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -20,10 +24,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: Path, expected_sha256: str | None = None, mirror: str | None = None) -> None:
+def fetch(
+    url: str, dest: Path, expected_sha256: str | None = None, mirror: str | None = None, fix: str = ""
+) -> None:
     """Download `url` (http(s), file:// or a local path) to `dest`, verifying sha256 if given;
     a local `mirror` copy, when it exists, is used instead. The file only appears at `dest`
-    once complete and verified."""
+    once complete and verified. `fix` (e.g. which config key takes a local copy) ends the error
+    raised when the download fails."""
     from tqdm import tqdm
 
     dest = Path(dest)
@@ -31,15 +38,20 @@ def fetch(url: str, dest: Path, expected_sha256: str | None = None, mirror: str 
     part = dest.with_name(dest.name + ".part")
     if mirror and Path(mirror).exists():
         url = str(mirror)
-    if "://" not in url:
-        shutil.copyfile(url, part)
-    else:
-        with urllib.request.urlopen(url) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, mininterval=5) as bar:
-                for chunk in iter(lambda: r.read(1 << 20), b""):
-                    f.write(chunk)
-                    bar.update(len(chunk))
+    try:
+        if "://" not in url:
+            shutil.copyfile(url, part)
+        else:
+            with urllib.request.urlopen(url) as r, open(part, "wb") as f:
+                total = int(r.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, mininterval=5) as bar:
+                    for chunk in iter(lambda: r.read(1 << 20), b""):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+    except OSError as e:  # URLError, HTTPError, FileNotFoundError are all OSErrors
+        part.unlink(missing_ok=True)
+        missing = f" (mirror {mirror} does not exist)" if mirror else ""
+        raise DownloadFailed(f"could not fetch {url}{missing}: {e}. {fix}".strip()) from None
     if expected_sha256:
         got = sha256(part)
         if got != expected_sha256.lower():

@@ -8,12 +8,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .grid import FULL, size_key  # noqa: E402
 
 
-STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v")]
+# Line formats (matplotlib fmt strings) cycled when a figure names none in `styles`.
+STYLES = ["o-", "s--", "^:", "D-.", "v-"]
+DELTA_STYLE = "^-"  # the paper's delta plots: solid lines, triangles
+MARKER = {"ms": 4, "mec": "0.2", "mew": 0.5}  # dark-edged markers, as in the paper
+LEGEND = {"curves": {"loc": "lower right", "fontsize": 6}, "delta": {"fontsize": 6, "ncol": 2}}
 
 
 def _xvalues(df: pd.DataFrame, x: str) -> pd.Series:
@@ -26,11 +31,11 @@ def _xvalues(df: pd.DataFrame, x: str) -> pd.Series:
     return df["size"].map(lambda s: full_x if str(s) == FULL else float(s))
 
 
-def _band(ax, g, x, label, reference=None, style=("-", "o"), **kw):
+def _band(ax, g, x, label, reference=None, fmt="o-", **kw):
     """A mean line with its 95 % CI band; `reference` (the published summary of the same line)
     is drawn dotted with crosses in the same colour."""
     g = g.assign(_x=_xvalues(g, x)).sort_values("_x")
-    (line,) = ax.plot(g["_x"], g["mean"], ls=style[0], marker=style[1], ms=3, lw=1.2, label=label, **kw)
+    (line,) = ax.plot(g["_x"], g["mean"], fmt, lw=1.2, label=label, **MARKER, **kw)
     ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
     if reference is not None and len(reference):
         r = reference.assign(_x=_xvalues(reference, x)).sort_values("_x")
@@ -44,39 +49,78 @@ def _xaxis(ax, summary, x):
     labels = ticks["epoch"].astype(int).astype(str) if x == "epoch" else ticks["size"].astype(str)
     ax.set_xticks(ticks["_x"], list(labels), rotation=45, fontsize=7)
     ax.minorticks_off()
-    ax.set_xlabel("Number of training epochs" if x == "epoch" else "Number of training images")
+
+
+def _xlabel(x) -> str:
+    return "Number of training epochs" if x == "epoch" else "Number of training images"
+
+
+def _ylim(ax, want) -> None:
+    """The paper's y range, widened where our data (lines or bands) go beyond it, so a
+    reproduction that differs from the paper is never clipped."""
+    lo, hi = want
+    auto_lo, auto_hi = ax.get_ylim()
+    ax.set_ylim(lo if ax.dataLim.y0 >= lo else auto_lo, hi if ax.dataLim.y1 <= hi else auto_hi)
+
+
+def _shade(color, i: int, n: int):
+    """The i-th of n shades of a colour, light to full (the paper's per-dataset palettes for k
+    and for the constraints)."""
+    if n == 1:
+        return color
+    rgb = to_rgb(color)
+    w = 0.6 * (1 - i / (n - 1))
+    return tuple(c + (1 - c) * w for c in rgb)
 
 
 def _name(spec, value) -> str:
+    """Display name of a dataset, source or k; a delta 'a - b' is named part by part."""
+    if " - " in str(value):
+        return " - ".join(_name(spec, v) for v in str(value).split(" - "))
     return str(spec.get("labels", {}).get(str(value), value))
 
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None) -> None:
+    fig = draw(summary, spec, reference)
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = None) -> plt.Figure:
     """Draw a curves or delta figure in the paper's look: a colour per dataset (tab10 in
-    config order), a line style and marker per source or k, 95 % bootstrap bands, log2 x axis.
-    With `reference`, overlay the published numbers of the same lines."""
+    config order; `shades`: light to full per line), a line format per source or k (`styles`),
+    95 % bootstrap bands, log2 x axis,
+    the paper's y ranges (`ylim`, one range or one per dataset). With `reference`, overlay the
+    published numbers of the same lines."""
     x = "epoch" if spec.get("x") == "epoch" else "n"
     colors = {d: f"C{i % 10}" for i, d in enumerate(spec["palette"])}
     datasets = [d for d in spec["datasets"] if d in set(summary["dataset"])]
+    styles = {str(k): v for k, v in spec.get("styles", {}).items()}
+    ylim = spec.get("ylim")
+    legend = {**LEGEND[spec["kind"]], **spec.get("legend", {})}
 
     def ref(mask_fn):
         return None if reference is None else reference[mask_fn(reference)]
 
     if spec["kind"] == "delta":
-        fig, ax = plt.subplots(figsize=(4.2, 3.4))
+        fig, ax = plt.subplots(figsize=(3.6, 3.2))
         for d in datasets:
-            _band(ax, summary[summary["dataset"] == d], x, _name(spec, d), ref(lambda t, d=d: t["dataset"] == d), color=colors[d])
-        ax.axhline(0, color="black", lw=0.6)
+            g = summary[summary["dataset"] == d]
+            _band(ax, g, x, _name(spec, d), ref(lambda t, d=d: t["dataset"] == d), DELTA_STYLE, color=colors[d])
         ax.set_ylabel("Test Accuracy Delta %")
+        ax.set_xlabel(_xlabel(x))
         _xaxis(ax, summary, x)
-        ax.legend(fontsize=6, ncol=2)
-        axes = [ax]
+        for handle in ax.legend(**legend).legend_handles:
+            handle.set_marker("")  # the paper's delta legends show lines only
+        if ylim:
+            _ylim(ax, ylim)
     else:
         hue = spec.get("hue", "source")
         values = spec["sources"] if hue == "source" else spec["k"]
         cols = min(3, len(datasets))
         rows = math.ceil(len(datasets) / cols)
-        fig, grid = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.3 * rows + 0.6), squeeze=False)
+        size = (2.1 * cols + 0.6, 1.8 * rows + 0.8) if len(datasets) > 1 else (4.0, 2.8)
+        fig, grid = plt.subplots(rows, cols, figsize=size, squeeze=False, sharex=True)
         axes = list(grid.ravel())
         for ax, d in zip(axes, datasets):
             sub = summary[summary["dataset"] == d]
@@ -85,26 +129,34 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame 
                 if len(g):
                     label = _name(spec, f"k={value}" if hue == "k" else value)
                     r = ref(lambda t, d=d, v=value: (t["dataset"] == d) & (t[hue] == v))
-                    _band(ax, g, x, label, r, STYLES[i % len(STYLES)], color=colors[d])
+                    color = _shade(colors[d], i, len(values)) if spec.get("shades") else colors[d]
+                    _band(ax, g, x, label, r, styles.get(str(value), STYLES[i % len(STYLES)]), color=color)
             ax.set_title(_name(spec, d), fontsize=8)
             ax.tick_params(labelsize=7)
-            _xaxis(ax, sub, x)
-            ax.legend(fontsize=6)
-        for ax in axes[len(datasets) :]:
+            _xaxis(ax, summary[summary["dataset"].isin(datasets)], x)
+            handles = ax.legend(**legend).legend_handles
+            if len(datasets) > 1:  # a colour per panel: the legend shows formats only, in grey (as the paper)
+                for handle in handles:
+                    handle.set_color("0.3")
+            if ylim:
+                _ylim(ax, ylim.get(d, ax.get_ylim()) if isinstance(ylim, dict) else ylim)
+        for i, ax in enumerate(axes[len(datasets) :], start=len(datasets)):
             ax.set_visible(False)
-        for ax in axes[::cols]:
-            ax.set_ylabel("Test Accuracy %")
-    if "ylim" in spec:
-        for ax in axes:
-            ax.set_ylim(*spec["ylim"])
+            axes[i - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above shows the ticks
+        if len(datasets) == 1:
+            axes[0].set_xlabel(_xlabel(x))
+            axes[0].set_ylabel("Test Accuracy %")
+        else:  # shared axis labels, as in the paper's 2 x 3 panels
+            fig.supxlabel(_xlabel(x), fontsize=9)
+            fig.supylabel("Test Accuracy %", fontsize=9)
     fig.suptitle(spec.get("title", ""), fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    return fig
 
 
 def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy."""
+    """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy. Rows are
+    grouped by dataset, or by n with `rows: size` (Table 7)."""
     by = spec.get("columns", "source")
     wide = summary.pivot_table(index=["dataset", "size"], columns=by, values="mean", sort=False, dropna=False).reset_index()
     wide.columns.name = None
@@ -112,16 +164,37 @@ def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
     extra = [c for c in wide.columns if c not in ["dataset", "size", *values]]
     wide = wide[["dataset", "size", *[v for v in values if v in wide.columns], *extra]]
     order = {d: i for i, d in enumerate(spec["datasets"])}
-    wide = wide.assign(_d=wide["dataset"].map(order), _s=wide["size"].map(size_key)).sort_values(["_d", "_s"]).drop(columns=["_d", "_s"])
+    keys = ["_s", "_d"] if spec.get("rows") == "size" else ["_d", "_s"]
+    wide = wide.assign(_d=wide["dataset"].map(order), _s=wide["size"].map(size_key)).sort_values(keys).drop(columns=["_d", "_s"])
     return wide.rename(columns={"size": "n"}).reset_index(drop=True)
 
 
+def markdown(wide: pd.DataFrame, spec: dict) -> str:
+    """The paper's look of a table: display names, n with thousands separators, each row's best
+    accuracy in bold (deltas are not candidates); `transpose` puts the sources in rows (Table 2)."""
+    values = [c for c in wide.columns if c not in ("dataset", "n") and " - " not in str(c)]
+    best = wide[values].max(axis=1)
+    cells = wide.copy().astype(object)
+    for c in wide.columns[2:]:
+        bold = wide[c].eq(best) & (c in values)
+        cells[c] = [("" if pd.isna(v) else f"**{v:.2f}**" if b else f"{v:.2f}") for v, b in zip(wide[c], bold)]
+    cells["dataset"] = wide["dataset"].map(lambda d: _name(spec, d))
+    cells["n"] = wide["n"].map(lambda n: str(n) if str(n) == FULL else f"{int(n):,}")
+    cells = cells.rename(columns={c: _name(spec, f"k={c}" if isinstance(c, int) else c) for c in wide.columns[2:]})
+    if spec.get("transpose"):
+        cells = cells.set_index("dataset" if cells["n"].nunique() == 1 else ["dataset", "n"]).drop(columns="n", errors="ignore").T
+        cells = cells.rename_axis("model").reset_index()
+        cells.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in cells.columns]
+    return cells.to_markdown(index=False, disable_numparse=True)
+
+
 def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
+    """The CSV keeps ids and plain numbers (for machines); the Markdown is the paper's look."""
     wide = table(summary, spec)
     wide.to_csv(csv_out, index=False, float_format="%.2f")
     with open(md_out, "w") as f:
         title = spec.get("title", "")
-        f.write((f"{title}\n\n" if title else "") + wide.to_markdown(index=False, floatfmt=".2f") + "\n")
+        f.write((f"{title}\n\n" if title else "") + markdown(wide, spec) + "\n")
         if summary.empty:
             f.write("\nNo runs: none of this table's runs exist in its source of results.\n")
         else:

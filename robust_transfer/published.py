@@ -21,8 +21,18 @@ FULL_SIZE = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "mnist": 60000,
 CLASSES = {"cifar100": 100}
 
 
+COLUMNS = ["target_ds", "source_eps", "unfrozen_blocks", "num_training_images", "seed", "epoch"]
+COLUMNS += ["nat_prec1", "nat_loss", "train_prec1", "train_loss", "time"]
+
+
 def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
     """Our tidy run-table schema (see stats.RUN_KEYS, stats.LOG_COLUMNS) from their logs."""
+    missing = [c for c in COLUMNS if c not in logs.columns]
+    if missing:
+        raise ValueError(
+            f"the published logs lack columns {missing}: expected the authors' consolidated_results.csv "
+            f"format ({', '.join(COLUMNS)}); check published.url"
+        )
     n = logs["num_training_images"].astype(int)
     full = n == logs["target_ds"].map(FULL_SIZE)
     out = pd.DataFrame(

@@ -10,6 +10,9 @@ rule aggregate:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
+        settings=config["aggregate"],
     script:
         "../scripts/aggregate.py"
 

@@ -94,6 +94,11 @@ def figure_runs(wildcards):
     return run_files(grid.figure_runs(config, wildcards.fig))
 
 
+def figure_spec(wildcards):
+    """A figure's resolved config, as a param: editing it reruns that figure's jobs only."""
+    return grid.figure_spec(config, wildcards.fig)
+
+
 def figure_files(prefix, figs):
     return [
         f"{prefix}{f}.{ext}"

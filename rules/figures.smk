@@ -11,6 +11,8 @@ rule figure:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
     script:
         "../scripts/figure.py"
 
@@ -29,5 +31,7 @@ rule table:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
     script:
         "../scripts/table.py"

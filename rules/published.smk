@@ -36,6 +36,9 @@ rule published_aggregate:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
+        settings=config["aggregate"],
     script:
         "../scripts/aggregate.py"
 
@@ -53,6 +56,8 @@ rule published_figure:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
     script:
         "../scripts/figure.py"
 
@@ -71,6 +76,8 @@ rule published_table:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
     script:
         "../scripts/table.py"
 
@@ -88,5 +95,7 @@ rule compare:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=figure_spec,
     script:
         "../scripts/compare.py"

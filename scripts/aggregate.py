@@ -5,18 +5,17 @@ Runs come from our per-run logs (input `runs`) or from the authors' converted lo
 
 import pandas as pd
 
-from robust_transfer import grid, published, stats
+from robust_transfer import published, stats
 from robust_transfer.logs import to_log
 
 to_log(snakemake)
-cfg = snakemake.config["aggregate"]
-fig = snakemake.wildcards.fig
+cfg = snakemake.params.settings
+spec = snakemake.params.spec
 if "published" in snakemake.input.keys():
-    runs = published.select(pd.read_csv(snakemake.input.published, dtype={"size": str}), grid.figure_selection(snakemake.config, fig))
+    runs = published.select(pd.read_csv(snakemake.input.published, dtype={"size": str}), spec)
 else:
     runs = stats.flag_collapsed(stats.read_runs(snakemake.input.runs), cfg["collapse_margin"])
 runs.to_csv(snakemake.output.runs, index=False)
-spec = grid.figure_spec(snakemake.config, fig)
 summary = stats.figure_summary(runs, spec, cfg["bootstrap_seed"], cfg["include_collapsed"])
 summary.to_csv(snakemake.output.summary, index=False)
 left_out = int(summary["excluded"].sum())

@@ -7,4 +7,10 @@ from robust_transfer.logs import to_log
 
 to_log(snakemake)
 spec = snakemake.config["sources"][snakemake.wildcards.source]
-checkpoints.fetch(spec["url"], Path(snakemake.output.raw), spec.get("sha256"))
+raw = Path(snakemake.output.raw)
+checkpoints.fetch(
+    spec["url"],
+    raw,
+    spec.get("sha256"),
+    fix=f"Fix sources.{snakemake.wildcards.source}.url (a local path works) or put the file at {raw}.",
+)

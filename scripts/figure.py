@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from robust_transfer import grid, plots
+from robust_transfer import plots
 from robust_transfer.logs import to_log
 
 to_log(snakemake)
 summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})
-plots.plot_figure(summary, grid.figure_spec(snakemake.config, snakemake.wildcards.fig), snakemake.output.pdf)
+plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf)

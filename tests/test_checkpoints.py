@@ -11,7 +11,7 @@ import torch
 
 from robust_transfer import checkpoints
 from robust_transfer.checkpoints import BadCheckpoint
-from robust_transfer.files import ChecksumMismatch
+from robust_transfer.files import ChecksumMismatch, DownloadFailed
 from robust_transfer.models import resnet50
 
 WIDTH = 8  # narrow ResNet-50: every key of the real one, a few MB
@@ -187,3 +187,15 @@ def test_fetch_without_sha_and_file_url(tmp_path):
     checkpoints.fetch(str(src), d1)
     checkpoints.fetch(src.resolve().as_uri(), d2, _sha(src))
     assert d1.read_bytes() == d2.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("url", ["missing.bin", "http://127.0.0.1:9/weights.pt"])  # no file; a refused local port
+def test_fetch_failure_names_the_url_and_the_fix(tmp_path, url):
+    """A failed download (no network, wrong path) raises one error naming the URL, the missing
+    mirror and the fix, and leaves no partial file."""
+    dest = tmp_path / "dl" / "model.pt"
+    with pytest.raises(DownloadFailed) as err:
+        checkpoints.fetch(url, dest, mirror=str(tmp_path / "nowhere.bin"), fix="Set published.mirror to a local copy.")
+    msg = str(err.value)
+    assert url in msg and "nowhere.bin does not exist" in msg and msg.endswith("Set published.mirror to a local copy.")
+    assert list(dest.parent.iterdir()) == []

@@ -54,6 +54,8 @@ def test_codes_map_to_our_names():
     assert out[["source", "k", "size", "classes"]].values.tolist() == [["l2_3", 9, "100", 100], ["linf_8", 1, "full", 10], ["scratch", 16, "full", 10]]
     with pytest.raises(ValueError, match="unknown"):
         published.to_run_table(logs.assign(source_eps=[5, 3, 3]))
+    with pytest.raises(ValueError, match=r"lack columns \['nat_prec1'\].*check published.url"):
+        published.to_run_table(logs.rename(columns={"nat_prec1": "test_acc"}))  # another file's format
 
 
 @needs_logs

@@ -134,6 +134,18 @@ def test_run_metadata_and_determinism(demo_run):
     pd.testing.assert_frame_equal(before[cols], after[cols])
 
 
+def test_editing_a_figures_config_reruns_only_that_figure(demo_run, tmp_path):
+    """A figure's resolved config is a param of its jobs: changing fig2b's y range reruns its
+    aggregate and figure, nothing else (no fine-tuning, no other figure)."""
+    root, _, _ = demo_run
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    cfg["figures"]["fig2b"]["ylim"] = [-5, 50]
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(cfg))
+    counts = job_counts(snakemake(root, "-n", "--quiet", "rules", "--configfile", tmp_path / "edited.yaml").stdout)
+    counts.pop("total", None)
+    assert counts == {"aggregate": 1, "figure": 1, "all": 1}
+
+
 def test_editing_plot_code_reruns_only_figure_jobs(demo_run):
     root, _, _ = demo_run
     assert "Nothing to be done" in snakemake(root, "-n").stdout
