@@ -3,7 +3,8 @@
     python benchmarks/throughput.py --input-size 224 --width 64 --n 1024 --epochs 2   # a GPU
     python benchmarks/throughput.py --input-size 32 --width 64 --n 256 --epochs 1     # a CPU
 
-Times train.finetune itself (device-resident data, batched augmentation, AMP as configured),
+Times train.finetune itself with config.yaml's `finetune` settings (device-resident data,
+batched augmentation, deterministic kernels; input size, batch size and AMP from the flags),
 after one warm-up epoch, and prints one line per k with images/s and peak GPU memory.
 """
 
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from robust_transfer import train
 from robust_transfer.models import prepare_for_transfer, resnet50
+
+CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 
 def main():
@@ -36,8 +41,9 @@ def main():
     images = rng.integers(0, 256, (a.n, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, a.n)
     test = (images[:256], labels[:256])
-    cfg = dict(input_size=a.input_size, batch_size=a.batch_size, eval_batch_size=512, lr=0.1, momentum=0.9, weight_decay=5e-4,
-               lr_drops=3, lr_gamma=0.1, augment=dict(pad=4, flip=True, jitter=0.25, degrees=2), amp=a.amp)
+    # the paper's fine-tuning settings, as the jobs run them; only size, batch and AMP vary here
+    cfg = {**yaml.safe_load(CONFIG.read_text())["finetune"], "input_size": a.input_size, "batch_size": a.batch_size, "amp": a.amp}
+    train.set_deterministic(cfg["deterministic"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{a.threads}"
     print(f"device={name} input={a.input_size}px width={a.width} n={a.n} batch={a.batch_size} amp={a.amp} torch={torch.__version__}")
     for k in a.k:

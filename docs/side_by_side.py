@@ -44,7 +44,7 @@ def _crop(img, box):
     return img[int(top * h) : int(bottom * h), int(left * w) : int(right * w)]
 
 
-def _table(ax, csv: Path, md: Path) -> None:
+def _table(ax, md: Path) -> None:
     """Our table as a picture: the Markdown's cells (display names, bold best), or its note."""
     lines = [ln for ln in md.read_text().splitlines() if ln.startswith("|")]
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if not set(ln) <= set("|:- ")]
@@ -64,14 +64,15 @@ def _table(ax, csv: Path, md: Path) -> None:
 def main(paper: Path, figures: Path = Path("figures/published"), dest: Path = Path("docs/side_by_side")) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pages = {p: mpimg.imread(png(paper, Path(tmp) / f"page{p}", p, dpi=200)) for p, *_ in [*PAGES.values(), *TABLES.values()]}
+        needed = {page for page, *_ in [*PAGES.values(), *TABLES.values()]}
+        pages = {p: mpimg.imread(png(paper, Path(tmp) / f"page{p}", p, dpi=200)) for p in needed}
         for fig, (page, *box) in {**PAGES, **TABLES}.items():
             tall = fig == "table7"
-            f, (a, b) = plt.subplots(1, 2, figsize=(16, 11 if tall else 5.5), gridspec_kw={"width_ratios": [1, 1]})
+            f, (a, b) = plt.subplots(1, 2, figsize=(16, 11 if tall else 5.5))
             a.imshow(_crop(pages[page], box))
             a.set_title(f"paper, page {page}", fontsize=10)
             if fig in TABLES:
-                _table(b, figures / f"{fig}.csv", figures / f"{fig}.md")
+                _table(b, figures / f"{fig}.md")
             else:
                 b.imshow(mpimg.imread(png(figures / f"{fig}.pdf", Path(tmp) / fig, dpi=150)))
             b.set_title(f"{fig}: ours, rebuilt from the authors' April-2020 logs", fontsize=10)

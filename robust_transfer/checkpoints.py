@@ -1,4 +1,4 @@
-"""Source checkpoints: fetch (sha256-verified), convert to one canonical, tensors-only file.
+"""Source checkpoints: convert to one canonical, tensors-only file (downloads: files.fetch).
 
 Canonical file (loads with ``torch.load(weights_only=True)``)::
 
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from .files import fetch, sha256  # noqa: F401  (re-exported: checkpoints.fetch)
 from .models import resnet50
 
 

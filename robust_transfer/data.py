@@ -6,6 +6,7 @@ Every split is stored as one uncompressed ``.npz`` of ``images`` (N, H, W, 3) ui
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 from pathlib import Path
@@ -50,9 +51,8 @@ def download(loader: str, root: Path, mirror: Path | None = None, offline: bool 
     if loader in PACKAGED:
         (root / "SOURCE").write_text(f"{loader}: bundled with a pip package; nothing to download\n")
         return
-    archives = [a for a, _ in ARCHIVES.get(loader, [])]
     if mirror is not None:
-        for rel in TORCHVISION_FILES[loader] + archives:
+        for rel in TORCHVISION_FILES[loader] + _archives(loader):
             src, dst = Path(mirror) / rel, root / rel
             if src.exists() and not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +71,10 @@ def download(loader: str, root: Path, mirror: Path | None = None, offline: bool 
         torchvision_dataset(loader, root, split, download=False)
 
 
+def _archives(loader: str) -> list[str]:
+    return [archive for archive, _ in ARCHIVES.get(loader, [])]
+
+
 def _unpack(loader: str, root: Path) -> None:
     """Unpack archives already in root (from a mirror), as torchvision's download() would."""
     from torchvision.datasets.utils import extract_archive
@@ -86,7 +90,7 @@ def _missing(loader, root, mirror, why) -> MissingData:
     return MissingData(
         f"dataset {loader!r} is incomplete ({why}). Missing files:\n  {files}\n"
         f"Put them, at these relative paths (torchvision's layout), under {where}; "
-        f"torchvision's archives ({', '.join(a for a, _ in ARCHIVES.get(loader, [])) or 'none for this dataset'}) work too."
+        f"torchvision's archives ({', '.join(_archives(loader)) or 'none for this dataset'}) work too."
     )
 
 
@@ -176,11 +180,14 @@ def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray
     return np.stack([one(img) for img in images])
 
 
+@functools.cache  # one order per image size, shared by every image of a dataset
 def lowpass_order(size: int) -> np.ndarray:
     """Flat indices of a size x size DCT grid from the highest frequency down: by radius
     u^2 + v^2, ties broken by flat index (a stable sort), so the cut is exactly defined."""
     u, v = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    return np.argsort(-(u**2 + v**2).ravel(), kind="stable")
+    order = np.argsort(-(u**2 + v**2).ravel(), kind="stable")
+    order.setflags(write=False)  # cached: shared by every caller
+    return order
 
 
 def lowpass_float(image: np.ndarray, zeroed: int) -> np.ndarray:
@@ -191,13 +198,9 @@ def lowpass_float(image: np.ndarray, zeroed: int) -> np.ndarray:
     h, w = image.shape[:2]
     if h != w:
         raise ValueError(f"low-pass needs square images, got {h}x{w}: set `size`")
-    cut = lowpass_order(h)[:zeroed]
-    out = np.empty(image.shape, dtype=np.float64)
-    for c in range(image.shape[2]):
-        coef = dctn(image[..., c].astype(np.float64), norm="ortho").ravel()
-        coef[cut] = 0.0
-        out[..., c] = idctn(coef.reshape(h, w), norm="ortho")
-    return out
+    coef = dctn(image.astype(np.float64), axes=(0, 1), norm="ortho")  # every channel at once
+    coef.reshape(h * w, -1)[lowpass_order(h)[:zeroed]] = 0.0  # a view: zeroes coef in place
+    return idctn(coef, axes=(0, 1), norm="ortho")
 
 
 def lowpass(images: np.ndarray, zeroed: int) -> np.ndarray:

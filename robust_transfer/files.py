@@ -36,7 +36,8 @@ def fetch(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if mirror and Path(mirror).exists():
+    use_mirror = bool(mirror) and Path(mirror).exists()
+    if use_mirror:
         url = str(mirror)
     try:
         if "://" not in url:
@@ -50,7 +51,7 @@ def fetch(
                         bar.update(len(chunk))
     except OSError as e:  # URLError, HTTPError, FileNotFoundError are all OSErrors
         part.unlink(missing_ok=True)
-        missing = f" (mirror {mirror} does not exist)" if mirror else ""
+        missing = f" (mirror {mirror} does not exist)" if mirror and not use_mirror else ""
         raise DownloadFailed(f"could not fetch {url}{missing}: {e}. {fix}".strip()) from None
     if expected_sha256:
         got = sha256(part)

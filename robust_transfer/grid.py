@@ -96,10 +96,15 @@ def figure_runs(config: dict, fig: str) -> list[Run]:
     ]
 
 
+def in_all(config: dict) -> list[str]:
+    """The figures and tables `snakemake` (rule all) builds: all but the named variants."""
+    return [f for f, spec in config["figures"].items() if spec.get("in_all", True)]
+
+
 def all_runs(config: dict) -> list[Run]:
     """Every run some figure or table of `all` needs, each once, in a stable order."""
     seen: dict[Run, None] = {}
-    for fig in [f for f, spec in config["figures"].items() if spec.get("in_all", True)]:
+    for fig in in_all(config):
         for run in figure_runs(config, fig):
             seen.setdefault(run, None)
     return list(seen)

@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .grid import FULL, size_key  # noqa: E402
+from .stats import DELTA, is_delta  # noqa: E402
 
 
 # Line formats (matplotlib fmt strings) cycled when a figure names none in `styles`.
@@ -73,11 +74,13 @@ def _shade(color, i: int, n: int):
     return tuple(c + (1 - c) * w for c in rgb)
 
 
-def _name(spec, value) -> str:
-    """Display name of a dataset, source or k; a delta 'a - b' is named part by part."""
-    if " - " in str(value):
-        return " - ".join(_name(spec, v) for v in str(value).split(" - "))
-    return str(spec.get("labels", {}).get(str(value), value))
+def _name(spec, value, by: str = "source") -> str:
+    """Display name of a dataset, source or k (by="k": "k=3", unless labelled); a delta
+    'a - b' is named part by part."""
+    if is_delta(value):
+        return DELTA.join(_name(spec, v, by) for v in str(value).split(DELTA))
+    key = f"k={value}" if by == "k" else str(value)
+    return str(spec.get("labels", {}).get(key, key))
 
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None) -> None:
@@ -122,18 +125,19 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
         size = (2.1 * cols + 0.6, 1.8 * rows + 0.8) if len(datasets) > 1 else (4.0, 2.8)
         fig, grid = plt.subplots(rows, cols, figsize=size, squeeze=False, sharex=True)
         axes = list(grid.ravel())
+        shown = summary[summary["dataset"].isin(datasets)]  # every panel gets every tick (shared x)
         for ax, d in zip(axes, datasets):
             sub = summary[summary["dataset"] == d]
             for i, value in enumerate(values):
                 g = sub[sub[hue] == value]
                 if len(g):
-                    label = _name(spec, f"k={value}" if hue == "k" else value)
+                    label = _name(spec, value, hue)
                     r = ref(lambda t, d=d, v=value: (t["dataset"] == d) & (t[hue] == v))
                     color = _shade(colors[d], i, len(values)) if spec.get("shades") else colors[d]
                     _band(ax, g, x, label, r, styles.get(str(value), STYLES[i % len(STYLES)]), color=color)
             ax.set_title(_name(spec, d), fontsize=8)
             ax.tick_params(labelsize=7)
-            _xaxis(ax, summary[summary["dataset"].isin(datasets)], x)
+            _xaxis(ax, shown, x)
             handles = ax.legend(**legend).legend_handles
             if len(datasets) > 1:  # a colour per panel: the legend shows formats only, in grey (as the paper)
                 for handle in handles:
@@ -172,7 +176,7 @@ def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
 def markdown(wide: pd.DataFrame, spec: dict) -> str:
     """The paper's look of a table: display names, n with thousands separators, each row's best
     accuracy in bold (deltas are not candidates); `transpose` puts the sources in rows (Table 2)."""
-    values = [c for c in wide.columns if c not in ("dataset", "n") and " - " not in str(c)]
+    values = [c for c in wide.columns[2:] if not is_delta(c)]
     best = wide[values].max(axis=1)
     cells = wide.copy().astype(object)
     for c in wide.columns[2:]:
@@ -180,11 +184,10 @@ def markdown(wide: pd.DataFrame, spec: dict) -> str:
         cells[c] = [("" if pd.isna(v) else f"**{v:.2f}**" if b else f"{v:.2f}") for v, b in zip(wide[c], bold)]
     cells["dataset"] = wide["dataset"].map(lambda d: _name(spec, d))
     cells["n"] = wide["n"].map(lambda n: str(n) if str(n) == FULL else f"{int(n):,}")
-    cells = cells.rename(columns={c: _name(spec, f"k={c}" if isinstance(c, int) else c) for c in wide.columns[2:]})
-    if spec.get("transpose"):
-        cells = cells.set_index("dataset" if cells["n"].nunique() == 1 else ["dataset", "n"]).drop(columns="n", errors="ignore").T
-        cells = cells.rename_axis("model").reset_index()
-        cells.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in cells.columns]
+    cells = cells.rename(columns={c: _name(spec, c, spec.get("columns", "source")) for c in wide.columns[2:]})
+    if spec.get("transpose"):  # one column per dataset (and n, where a dataset has several)
+        names = cells["dataset"] if cells["n"].nunique() == 1 else cells["dataset"] + ", n=" + cells["n"]
+        cells = cells.drop(columns=["dataset", "n"]).set_axis(names).T.rename_axis("model").reset_index()
     return cells.to_markdown(index=False, disable_numparse=True)
 
 
@@ -198,6 +201,6 @@ def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
         if summary.empty:
             f.write("\nNo runs: none of this table's runs exist in its source of results.\n")
         else:
-            runs = summary[~summary[spec.get("columns", "source")].astype(str).str.contains(" - ")]  # not the delta rows
+            runs = summary[~summary[spec.get("columns", "source")].map(is_delta)]  # not the delta rows
             if runs["excluded"].sum():
                 f.write(f"\n{int(runs['excluded'].sum())} collapsed run(s) left out (aggregate.include_collapsed: true keeps them).\n")

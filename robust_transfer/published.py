@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .grid import source_ks
+from .grid import FULL, source_ks
+from .stats import RUN_KEYS
 
 SOURCES = {0: "natural", 3: "l2_3", 4: "linf_4", 8: "linf_8", -1: "scratch"}
 # Their label 6 fine-tunes layer3 and layer4: 9 blocks. From scratch trains the whole network,
@@ -40,7 +41,7 @@ def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
             "dataset": logs["target_ds"],
             "source": logs["source_eps"].astype(int).map(SOURCES),
             "k": logs["unfrozen_blocks"].astype(int).map(BLOCKS),
-            "size": n.astype(str).where(~full, "full"),
+            "size": n.astype(str).where(~full, FULL),
             "n": n,
             "seed": logs["seed"].astype(int),
             "epoch": logs["epoch"].astype(int),
@@ -55,7 +56,7 @@ def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
     unknown = out[["source", "k"]].isna().any(axis=1)
     if unknown.any():
         raise ValueError(f"{int(unknown.sum())} log rows have unknown source_eps/unfrozen_blocks codes: {logs[unknown].head(3).to_dict('records')}")
-    out["epochs"] = out.groupby(["dataset", "source", "k", "size", "seed"])["epoch"].transform("max")
+    out["epochs"] = out.groupby(RUN_KEYS)["epoch"].transform("max")
     return out
 
 

@@ -15,7 +15,7 @@ from . import __version__, checkpoints, data, grid, train
 from .models import prepare_for_transfer
 
 
-def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> list[dict]:
+def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> None:
     """inputs: train, test, subset, source; outputs: log (CSV per logged epoch), meta (JSON)."""
     cfg = config["finetune"]
     k, size, seed = int(wildcards.k), wildcards.size, int(wildcards.seed)
@@ -53,4 +53,3 @@ def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> list[
     }
     with open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
-    return log

@@ -12,6 +12,11 @@ from scipy.stats import bootstrap
 from .grid import size_key
 
 RUN_KEYS = ["dataset", "source", "k", "size", "seed"]
+DELTA = " - "  # joins the two sides of a paired delta's name: "l2_3 - natural"
+
+
+def is_delta(name) -> bool:
+    return DELTA in str(name)
 LOG_COLUMNS = ["epoch", "test_acc", "test_loss", "train_acc", "train_loss", "time", "lr"]
 
 
@@ -80,7 +85,7 @@ def paired_delta(values: pd.DataFrame, by: str, a, b) -> pd.DataFrame:
     keys = [c for c in values.columns if c not in (by, "value", "collapsed")]
     both = values[values[by] == a].merge(values[values[by] == b], on=keys, suffixes=("_a", "_b"))
     out = both[keys].assign(value=both["value_a"] - both["value_b"], collapsed=both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool))
-    out[by] = f"{a} - {b}"
+    out[by] = f"{a}{DELTA}{b}"
     return out
 
 

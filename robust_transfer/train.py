@@ -134,6 +134,21 @@ def _sgd(model, cfg):
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
+def _setup(model, train, test, seed: int, device):
+    """What every training loop starts with: seeded generator, model on the device (channels-
+    last on CUDA, matching _layout's inputs), the normaliser, both splits on the device."""
+    gen = seed_everything(seed, device)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return gen, model, Normalize().to(device), to_device(*train, device), to_device(*test, device)
+
+
+def _set_lr(opt, epoch: int, epochs: int, cfg: dict) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr_at(epoch, cfg["lr"], epochs, cfg["lr_drops"], cfg["lr_gamma"])
+
+
 def finetune(model, train, test, cfg: dict, epochs: int, eval_epochs: list[int], seed: int, device, progress=print) -> list[dict]:
     """Fine-tune `model` (fc replaced and blocks frozen already) and log every evaluation epoch.
 
@@ -141,18 +156,11 @@ def finetune(model, train, test, cfg: dict, epochs: int, eval_epochs: list[int],
     Returns one row per evaluation epoch: epoch, test_acc, test_loss, train_acc, train_loss,
     time (cumulative seconds), lr.
     """
-    gen = seed_everything(seed, device)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    norm = Normalize().to(device)
-    xtr, ytr = to_device(*train, device)
-    xte, yte = to_device(*test, device)
+    gen, model, norm, (xtr, ytr), (xte, yte) = _setup(model, train, test, seed, device)
     opt = _sgd(model, cfg)
     rows, start = [], time.perf_counter()
     for epoch in range(epochs):  # a resume would restore (model, opt, gen) and start later
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, cfg["lr"], epochs, cfg["lr_drops"], cfg["lr_gamma"])
+        _set_lr(opt, epoch, epochs, cfg)
         train_acc, train_loss = _train_epoch(model, norm, opt, xtr, ytr, cfg, gen, device)
         if epoch + 1 in eval_epochs:
             test_acc, test_loss = evaluate(model, norm, xte, yte, cfg, device)
@@ -199,27 +207,22 @@ def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print) -
     cfg: epochs, batch_size, eval_batch_size, lr, momentum, weight_decay, lr_drops, lr_gamma,
     input_size, augment, amp, attack ({norm: l2|linf, eps, steps, step_size} or null).
     Returns clean and adversarial test accuracy (%)."""
-    gen = seed_everything(seed, device)
-    model = model.to(device)
-    norm = Normalize().to(device)
-    xtr, ytr = to_device(*train, device)
-    xte, yte = to_device(*test, device)
+    gen, model, norm, (xtr, ytr), (xte, yte) = _setup(model, train, test, seed, device)
     opt = _sgd(model, cfg)
     attack = make_attack(cfg.get("attack"), gen)
     for epoch in range(cfg["epochs"]):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, cfg["lr"], cfg["epochs"], cfg["lr_drops"], cfg["lr_gamma"])
+        _set_lr(opt, epoch, cfg["epochs"], cfg)
         acc, loss = _train_epoch(model, norm, opt, xtr, ytr, cfg, gen, device, attack)
         progress(f"epoch={epoch + 1} train_acc={acc:.2f} train_loss={loss:.4f}")
     clean, _ = evaluate(model, norm, xte, yte, cfg, device)
     result = {"test_acc": clean}
     if attack is not None:
         model.eval()
-        correct, bs = 0, cfg["eval_batch_size"]
-        for i in range(0, len(yte), bs):
+        correct, bs = torch.zeros((), device=device, dtype=torch.long), cfg["eval_batch_size"]
+        for i in range(0, len(yte), bs):  # counts stay on the device: one sync at the end
             xa = attack(lambda z: model(_layout(norm(z), device)), inputs(xte[i : i + bs], cfg["input_size"]), yte[i : i + bs])
             with torch.no_grad():
-                correct += (model(_layout(norm(xa), device)).argmax(1) == yte[i : i + bs]).sum().item()
-        result["adv_test_acc"] = 100.0 * correct / len(yte)
+                correct += (model(_layout(norm(xa), device)).argmax(1) == yte[i : i + bs]).sum()
+        result["adv_test_acc"] = 100.0 * correct.item() / len(yte)
     progress(" ".join(f"{k}={v:.2f}" for k, v in result.items()))
     return result

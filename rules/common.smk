@@ -12,6 +12,7 @@ validate(config, "../schemas/config.schema.yaml")
 # jobs (and only those). Snakemake tracks `script:` files itself, not the modules they import.
 PLOTS_CODE = str(Path(workflow.basedir) / "robust_transfer" / "plots.py")
 STATS_CODE = str(Path(workflow.basedir) / "robust_transfer" / "stats.py")
+PUBLISHED_CODE = str(Path(workflow.basedir) / "robust_transfer" / "published.py")
 
 
 def check_config(config):
@@ -61,7 +62,7 @@ TRAINED = [s for s, spec in config["sources"].items() if "train" in spec]
 RANDOM = [s for s, spec in config["sources"].items() if "random_init" in spec]
 FIGURES = [f for f, spec in config["figures"].items() if spec["kind"] != "table"]
 TABLES = [f for f, spec in config["figures"].items() if spec["kind"] == "table"]
-IN_ALL = [f for f, spec in config["figures"].items() if spec.get("in_all", True)]
+IN_ALL = grid.in_all(config)
 
 
 wildcard_constraints:

@@ -13,8 +13,11 @@ rule fetch_published:
 rule published_runs:
     input:
         logs=ancient("resources/published/logs.csv"),
+        code=[STATS_CODE, PUBLISHED_CODE],
     output:
         runs="results/published/runs.csv",
+    params:
+        margin=config["aggregate"]["collapse_margin"],
     log:
         "logs/published_runs.log",
     localrule: True
@@ -92,6 +95,8 @@ rule compare:
         pdf="figures/compare/{fig}.pdf",
     log:
         "logs/compare/{fig}.log",
+    wildcard_constraints:
+        fig=_choice(FIGURES),
     localrule: True
     conda:
         "../envs/workflow.yaml"

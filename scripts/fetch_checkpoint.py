@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from robust_transfer import checkpoints
+from robust_transfer.files import fetch
 from robust_transfer.logs import to_log
 
 to_log(snakemake)
 spec = snakemake.config["sources"][snakemake.wildcards.source]
 raw = Path(snakemake.output.raw)
-checkpoints.fetch(
+fetch(
     spec["url"],
     raw,
     spec.get("sha256"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_transfer import checkpoints
+from robust_transfer import checkpoints, files
 from robust_transfer.checkpoints import BadCheckpoint
 from robust_transfer.files import ChecksumMismatch, DownloadFailed
 from robust_transfer.models import resnet50
@@ -155,7 +155,7 @@ def _sha(path: Path) -> str:
 def test_sha256_matches_hashlib(tmp_path):
     f = tmp_path / "blob.bin"
     f.write_bytes(bytes(range(256)) * 5000)  # > 1 MiB: several chunks
-    assert checkpoints.sha256(f) == _sha(f)
+    assert files.sha256(f) == _sha(f)
 
 
 def test_fetch_wrong_sha_leaves_nothing(tmp_path):
@@ -164,7 +164,7 @@ def test_fetch_wrong_sha_leaves_nothing(tmp_path):
     src.write_bytes(b"weights" * 1000)
     dest = tmp_path / "dl" / "model.pt"
     with pytest.raises(ChecksumMismatch):
-        checkpoints.fetch(str(src), dest, "0" * 64)
+        files.fetch(str(src), dest, "0" * 64)
     assert not dest.exists()
     assert list(dest.parent.iterdir()) == []
 
@@ -174,7 +174,7 @@ def test_fetch_right_sha_copies(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"weights" * 1000)
     dest = tmp_path / "dl" / "model.pt"
-    checkpoints.fetch(str(src), dest, _sha(src).upper())
+    files.fetch(str(src), dest, _sha(src).upper())
     assert dest.read_bytes() == src.read_bytes()
     assert list(dest.parent.iterdir()) == [dest]
 
@@ -184,8 +184,8 @@ def test_fetch_without_sha_and_file_url(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"abc" * 10)
     d1, d2 = tmp_path / "a.pt", tmp_path / "b.pt"
-    checkpoints.fetch(str(src), d1)
-    checkpoints.fetch(src.resolve().as_uri(), d2, _sha(src))
+    files.fetch(str(src), d1)
+    files.fetch(src.resolve().as_uri(), d2, _sha(src))
     assert d1.read_bytes() == d2.read_bytes() == src.read_bytes()
 
 
@@ -195,7 +195,7 @@ def test_fetch_failure_names_the_url_and_the_fix(tmp_path, url):
     mirror and the fix, and leaves no partial file."""
     dest = tmp_path / "dl" / "model.pt"
     with pytest.raises(DownloadFailed) as err:
-        checkpoints.fetch(url, dest, mirror=str(tmp_path / "nowhere.bin"), fix="Set published.mirror to a local copy.")
+        files.fetch(url, dest, mirror=str(tmp_path / "nowhere.bin"), fix="Set published.mirror to a local copy.")
     msg = str(err.value)
     assert url in msg and "nowhere.bin does not exist" in msg and msg.endswith("Set published.mirror to a local copy.")
     assert list(dest.parent.iterdir()) == []
