@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import yaml
 
-from robust_transfer import train
+from robust_transfer import device as devices
+from robust_transfer import grid, train
 from robust_transfer.models import prepare_for_transfer, resnet50
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
@@ -35,25 +36,38 @@ def main():
     p.add_argument("--k", type=int, nargs="+", default=[0, 1, 3, 9])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    device = train.pick_device("auto")
+    device = devices.pick("auto")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (a.n, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, a.n)
     test = (images[:256], labels[:256])
     # the paper's fine-tuning settings, as the jobs run them; only size, batch and AMP vary here
-    cfg = {**yaml.safe_load(CONFIG.read_text())["finetune"], "input_size": a.input_size, "batch_size": a.batch_size, "amp": a.amp}
-    train.set_deterministic(cfg["deterministic"])
+    base = grid.run_settings(yaml.safe_load(CONFIG.read_text()), a.n)
+    cfg = {**base, "input_size": a.input_size, "batch_size": a.batch_size, "amp": a.amp}
+    devices.setup(a.threads, cfg["deterministic"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{a.threads}"
-    print(f"device={name} input={a.input_size}px width={a.width} n={a.n} batch={a.batch_size} amp={a.amp} torch={torch.__version__}")
+    print(
+        f"device={name} input={a.input_size}px width={a.width} n={a.n} batch={a.batch_size} amp={a.amp}",
+        f"torch={torch.__version__}",
+    )
     for k in a.k:
         model = prepare_for_transfer(resnet50(1000, a.width), 10, k)
-        train.finetune(model, (images, labels), test, cfg, 1, [1], 0, device, progress=lambda s: None)  # warm-up
+        train.finetune(
+            model, (images, labels), test, {**cfg, "epochs": 1, "eval_epochs": [1]}, 0, device, progress=lambda s: None
+        )  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        train.finetune(model, (images, labels), test, cfg, a.epochs, [a.epochs], 0, device, progress=lambda s: None)
+        train.finetune(
+            model,
+            (images, labels),
+            test,
+            {**cfg, "epochs": a.epochs, "eval_epochs": [a.epochs]},
+            0,
+            device,
+            progress=lambda s: None,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -3,7 +3,8 @@
     snakemake published_figures            # figures/published/*.pdf from the April-2020 logs
     python docs/side_by_side.py PAPER.pdf  # needs pdftoppm (Debian/Ubuntu: poppler-utils)
 
-Writes docs/side_by_side/<fig>.png: left the paper's figure (cropped from its page), right ours;\ntables too (ours drawn from figures/published/<table>.md).
+Writes docs/side_by_side/<fig>.png: left the paper's figure (cropped from its page), right ours;
+tables too (ours drawn from figures/published/<table>.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ TABLES = {"table2": (7, 0.08, 0.53, 0.92, 0.68), "table7": (20, 0.12, 0.06, 0.86
 
 
 def png(pdf: Path, out: Path, page: int = 1, dpi: int = 80) -> Path:
-    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", str(pdf), str(out)], check=True)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", str(pdf), str(out)],
+        check=True,
+    )
     return out.with_suffix(".png")
 
 
@@ -51,7 +55,12 @@ def _table(ax, md: Path) -> None:
     if len(rows) < 2:  # no runs: say so instead of drawing an empty grid
         ax.text(0.5, 0.5, md.read_text().strip().splitlines()[-1], ha="center", va="center", wrap=True, fontsize=9)
         return
-    t = ax.table(cellText=[[c.replace("**", "") for c in r] for r in rows[1:]], colLabels=rows[0], loc="upper center", cellLoc="center")
+    t = ax.table(
+        cellText=[[c.replace("**", "") for c in r] for r in rows[1:]],
+        colLabels=rows[0],
+        loc="upper center",
+        cellLoc="center",
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(6 if len(rows) > 20 else 9)
     t.scale(1, 0.9 if len(rows) > 20 else 1.6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,36 +29,60 @@ def _warp(x, theta):
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True, jitter: float = 0.25, degrees: float = 2.0):
-    """x: (N, 3, H, W) floats in [0, 1] on any device; returns a new batch."""
+@dataclass
+class Draw:
+    """The random parameters of one batch's augmentation, one per image."""
+
+    shift: torch.Tensor | None  # (n, 2) integer pixel shifts (x, y) in [-pad, pad]: RandomCrop(padding=pad)
+    flip: torch.Tensor | None  # (n,) True: mirrored
+    order: list[int]  # the order of brightness (0), contrast (1), saturation (2)
+    factors: torch.Tensor | None  # (3, n) jitter factors in [1 - jitter, 1 + jitter]
+    angle: torch.Tensor | None  # (n,) rotation in degrees, in [-degrees, degrees]
+
+
+def draw(n: int, gen: torch.Generator, device, pad: int, flip: bool, jitter: float, degrees: float) -> Draw:
+    """Every random number of a batch's augmentation, from the run's generator (and Python's
+    seeded `random` for the jitter order: host RNG, so no device sync)."""
+    shift = torch.randint(-pad, pad + 1, (n, 2), generator=gen, device=device).float() if pad else None
+    mirrored = torch.rand(n, generator=gen, device=device) < 0.5 if flip else None
+    order = random.sample(range(3), 3) if jitter else []
+    factors = _uniform((3, n), max(0.0, 1 - jitter), 1 + jitter, gen, device) if jitter else None
+    angle = _uniform(n, -degrees, degrees, gen, device) if degrees else None
+    return Draw(shift, mirrored, order, factors, angle)
+
+
+def apply(x: torch.Tensor, d: Draw) -> torch.Tensor:
+    """Apply drawn parameters to x: (N, 3, H, W) floats in [0, 1]; returns a new batch."""
     n, _, h, w = x.shape
-    dev = x.device
-    theta = torch.zeros(n, 2, 3, device=dev)
+    theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    if pad:  # integer shifts in [-pad, pad]: nearest sampling hits pixel centres exactly
-        shift = torch.randint(-pad, pad + 1, (n, 2), generator=gen, device=dev).float()
-        theta[:, 0, 2] = shift[:, 0] * 2 / w
-        theta[:, 1, 2] = shift[:, 1] * 2 / h
-    if flip:
-        theta[:, 0, 0] = torch.where(torch.rand(n, generator=gen, device=dev) < 0.5, -1.0, 1.0)
-    if pad or flip:
+    if d.shift is not None:  # integer shifts: nearest sampling hits pixel centres exactly
+        theta[:, 0, 2] = d.shift[:, 0] * 2 / w
+        theta[:, 1, 2] = d.shift[:, 1] * 2 / h
+    if d.flip is not None:
+        theta[:, 0, 0] = torch.where(d.flip, -1.0, 1.0)
+    if d.shift is not None or d.flip is not None:
         x = _warp(x, theta)
-    if jitter:
-        ops = random.sample(range(3), 3)  # host RNG (seeded per run): no device sync
-        factors = _uniform((3, n, 1, 1, 1), max(0.0, 1 - jitter), 1 + jitter, gen, dev)
-        for op in ops:
-            f = factors[op]
-            if op == 0:  # brightness
-                x = (x * f).clamp(0, 1)
-            elif op == 1:  # contrast: blend with the mean grey level of each image
-                x = (f * x + (1 - f) * _grey(x).mean(dim=(1, 2, 3), keepdim=True)).clamp(0, 1)
-            else:  # saturation: blend with the grey image
-                x = (f * x + (1 - f) * _grey(x)).clamp(0, 1)
-    if degrees:
-        a = _uniform(n, -degrees, degrees, gen, dev) * (math.pi / 180)
-        rot = torch.zeros(n, 2, 3, device=dev)
+    for op in d.order:
+        f = d.factors[op].view(n, 1, 1, 1)
+        if op == 0:  # brightness
+            x = (x * f).clamp(0, 1)
+        elif op == 1:  # contrast: blend with the mean grey level of each image
+            x = (f * x + (1 - f) * _grey(x).mean(dim=(1, 2, 3), keepdim=True)).clamp(0, 1)
+        else:  # saturation: blend with the grey image
+            x = (f * x + (1 - f) * _grey(x)).clamp(0, 1)
+    if d.angle is not None:
+        a = d.angle * (math.pi / 180)
+        rot = torch.zeros(n, 2, 3, device=x.device)
         rot[:, 0, 0] = rot[:, 1, 1] = torch.cos(a)
         rot[:, 0, 1] = -torch.sin(a) * h / w
         rot[:, 1, 0] = torch.sin(a) * w / h
         x = _warp(x, rot)
     return x
+
+
+def augment(
+    x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True, jitter: float = 0.25, degrees: float = 2.0
+):
+    """The paper's train augmentation of x: (N, 3, H, W) floats in [0, 1] on any device."""
+    return apply(x, draw(len(x), gen, x.device, pad, flip, jitter, degrees))

@@ -9,50 +9,134 @@ from __future__ import annotations
 import functools
 import random
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-# Files torchvision's dataset classes read, relative to the root passed to them, and the
-# archives their download() unpacks (a mirror may hold either).
-TORCHVISION_FILES = {
-    "cifar10": [f"cifar-10-batches-py/{f}" for f in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]],
-    "cifar100": [f"cifar-100-python/{f}" for f in ["meta", "train", "test"]],
-    "svhn": ["train_32x32.mat", "test_32x32.mat"],
-    "caltech101": ["caltech101/101_ObjectCategories"],
-    **{
-        name: [f"{cls}/raw/{f}" for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]]
-        for name, cls in [("mnist", "MNIST"), ("fmnist", "FashionMNIST"), ("kmnist", "KMNIST")]
-    },
-}
-# (archive, folder it unpacks into, relative to root), in unpacking order: what torchvision's
-# download() fetches and unpacks, so a mirror of the archives works offline too.
-ARCHIVES = {
-    "cifar10": [("cifar-10-python.tar.gz", ".")],
-    "cifar100": [("cifar-100-python.tar.gz", ".")],
-    "caltech101": [("caltech101/caltech-101.zip", "caltech101"), ("caltech101/caltech-101/101_ObjectCategories.tar.gz", "caltech101")],
-}
-# Real image data that ships inside pip packages (the offline demo): nothing to download.
-PACKAGED = {"digits", "lfw"}
-LOADERS = sorted(TORCHVISION_FILES) + sorted(PACKAGED)
 
 
 class MissingData(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Loader:
+    """Everything the workflow knows about one raw dataset: the one place to add a dataset."""
+
+    read: Callable  # (root, split or None) -> (uint8 (N, H, W, 3) images or PIL images, labels)
+    files: tuple[str, ...] = ()  # what the reader needs under the download root; () = bundled with a pip package
+    archives: tuple[tuple[str, str], ...] = ()  # (archive, folder it unpacks into), in unpacking order
+    official_split: bool = True  # False: the dataset entry must set `split` (seeded per class)
+    train_size: int | None = None  # images in the official training split (the authors' "full")
+    classes: int | None = None
+
+
+def _torchvision(name: str, split: str | None, root: Path, download: bool = False):
+    """The torchvision dataset object of a loader (downloading into root if asked)."""
+    import torchvision.datasets as tvd
+
+    root = str(root)
+    if name == "svhn":
+        return tvd.SVHN(root, split=split or "train", download=download)
+    if name == "caltech101":  # no official split: `split` is applied in prepare()
+        return tvd.Caltech101(root, target_type="category", download=download)
+    cls = {
+        "cifar10": tvd.CIFAR10,
+        "cifar100": tvd.CIFAR100,
+        "mnist": tvd.MNIST,
+        "fmnist": tvd.FashionMNIST,
+        "kmnist": tvd.KMNIST,
+    }[name]
+    return cls(root, train=(split or "train") == "train", download=download)
+
+
+def _read_arrays(name):
+    def read(root, split):
+        ds = _torchvision(name, split, root)
+        data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
+        return _rgb(data), np.asarray(ds.targets, dtype=np.int64)
+
+    return read
+
+
+def _read_svhn(root, split):
+    ds = _torchvision("svhn", split, root)
+    return _rgb(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
+
+
+def _read_caltech101(root, split):
+    ds = _torchvision("caltech101", split, root)
+    return [ds[i][0].convert("RGB") for i in range(len(ds))], np.asarray(ds.y, dtype=np.int64)
+
+
+def _read_digits(root, split):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _rgb(np.round(d.images * (255 / 16)).astype(np.uint8)), d.target.astype(np.int64)
+
+
+def _read_lfw(root, split):
+    from skimage.data import lfw_subset
+
+    faces = lfw_subset()  # 100 faces, then 100 non-faces, floats in [0, 1]
+    labels = np.repeat([1, 0], [100, len(faces) - 100]).astype(np.int64)
+    return _rgb(np.round(faces * 255).astype(np.uint8)), labels
+
+
+def _idx_files(folder: str) -> tuple[str, ...]:
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    return tuple(f"{folder}/raw/{f}" for f in names)
+
+
+_CIFAR10 = [
+    f"cifar-10-batches-py/{f}" for f in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]
+]
+LOADERS: dict[str, Loader] = {
+    "cifar10": Loader(
+        _read_arrays("cifar10"), tuple(_CIFAR10), (("cifar-10-python.tar.gz", "."),), train_size=50000, classes=10
+    ),
+    "cifar100": Loader(
+        _read_arrays("cifar100"),
+        tuple(f"cifar-100-python/{f}" for f in ["meta", "train", "test"]),
+        (("cifar-100-python.tar.gz", "."),),
+        train_size=50000,
+        classes=100,
+    ),
+    "svhn": Loader(_read_svhn, ("train_32x32.mat", "test_32x32.mat"), train_size=73257, classes=10),
+    "mnist": Loader(_read_arrays("mnist"), _idx_files("MNIST"), train_size=60000, classes=10),
+    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), train_size=60000, classes=10),
+    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, classes=10),
+    "caltech101": Loader(
+        _read_caltech101,
+        ("caltech101/101_ObjectCategories",),
+        (
+            ("caltech101/caltech-101.zip", "caltech101"),
+            ("caltech101/caltech-101/101_ObjectCategories.tar.gz", "caltech101"),
+        ),
+        official_split=False,
+        classes=101,
+    ),
+    # Real image data that ships inside pip packages (the offline demo): nothing to download.
+    "digits": Loader(_read_digits, official_split=False, classes=10),
+    "lfw": Loader(_read_lfw, official_split=False, classes=2),
+}
+
+
 def missing_files(loader: str, root: Path) -> list[str]:
-    return [f for f in TORCHVISION_FILES.get(loader, []) if not (root / f).exists()]
+    return [f for f in LOADERS[loader].files if not (root / f).exists()]
 
 
 def download(loader: str, root: Path, mirror: Path | None = None, offline: bool = False) -> None:
     """Make `root` hold what torchvision reads for `loader`: mirror first, then the internet."""
     root.mkdir(parents=True, exist_ok=True)
-    if loader in PACKAGED:
+    spec = LOADERS[loader]
+    if not spec.files:
         (root / "SOURCE").write_text(f"{loader}: bundled with a pip package; nothing to download\n")
         return
     if mirror is not None:
-        for rel in TORCHVISION_FILES[loader] + _archives(loader):
+        for rel in spec.files + _archives(loader):
             src, dst = Path(mirror) / rel, root / rel
             if src.exists() and not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -62,48 +146,40 @@ def download(loader: str, root: Path, mirror: Path | None = None, offline: bool 
     if missing_files(loader, root) and not offline:
         try:
             for split in ("train", "test"):
-                torchvision_dataset(loader, root, split, download=True)
+                _torchvision(loader, split, root, download=True)
         except Exception as err:  # no network, host down, checksum mismatch
             raise _missing(loader, root, mirror, f"download failed: {err}") from err
     if missing_files(loader, root):
         raise _missing(loader, root, mirror, "offline mode: no download attempted")
     for split in ("train", "test"):  # torchvision's own integrity checks (md5 for CIFAR, SVHN)
-        torchvision_dataset(loader, root, split, download=False)
+        _torchvision(loader, split, root)
 
 
-def _archives(loader: str) -> list[str]:
-    return [archive for archive, _ in ARCHIVES.get(loader, [])]
+def _archives(loader: str) -> tuple[str, ...]:
+    return tuple(archive for archive, _ in LOADERS[loader].archives)
 
 
 def _unpack(loader: str, root: Path) -> None:
     """Unpack archives already in root (from a mirror), as torchvision's download() would."""
     from torchvision.datasets.utils import extract_archive
 
-    for archive, into in ARCHIVES.get(loader, []):
+    for archive, into in LOADERS[loader].archives:
         if (root / archive).exists():
             extract_archive(str(root / archive), str(root / into))
 
 
 def _missing(loader, root, mirror, why) -> MissingData:
     files = "\n  ".join(missing_files(loader, root))
-    where = f"{mirror}/ (data.mirror) or {root}/" if mirror else f"{root}/ (or set data.mirror to a folder laid out the same way)"
+    where = (
+        f"{mirror}/ (data.mirror) or {root}/"
+        if mirror
+        else f"{root}/ (or set data.mirror to a folder laid out the same way)"
+    )
     return MissingData(
         f"dataset {loader!r} is incomplete ({why}). Missing files:\n  {files}\n"
         f"Put them, at these relative paths (torchvision's layout), under {where}; "
         f"torchvision's archives ({', '.join(_archives(loader)) or 'none for this dataset'}) work too."
     )
-
-
-def torchvision_dataset(loader: str, root: Path, split: str, download: bool = False):
-    import torchvision.datasets as tvd
-
-    root = str(root)
-    if loader == "svhn":
-        return tvd.SVHN(root, split=split, download=download)
-    if loader == "caltech101":  # no official split: `split` is applied in prepare()
-        return tvd.Caltech101(root, target_type="category", download=download)
-    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST, "fmnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}[loader]
-    return cls(root, train=split == "train", download=download)
 
 
 def _rgb(images: np.ndarray) -> np.ndarray:
@@ -118,24 +194,7 @@ def read(loader: str, root: Path, split: str | None):
 
     split=None reads the whole of a dataset that has no official split.
     """
-    if loader == "digits":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        return _rgb(np.round(d.images * (255 / 16)).astype(np.uint8)), d.target.astype(np.int64)
-    if loader == "lfw":
-        from skimage.data import lfw_subset
-
-        faces = lfw_subset()  # 100 faces, then 100 non-faces, floats in [0, 1]
-        labels = np.repeat([1, 0], [100, len(faces) - 100]).astype(np.int64)
-        return _rgb(np.round(faces * 255).astype(np.uint8)), labels
-    ds = torchvision_dataset(loader, root, split or "train")
-    if loader == "caltech101":
-        return [ds[i][0].convert("RGB") for i in range(len(ds))], np.asarray(ds.y, dtype=np.int64)
-    if loader == "svhn":
-        return _rgb(ds.data.transpose(0, 2, 3, 1)), ds.labels.astype(np.int64)
-    data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
-    return _rgb(data), np.asarray(ds.targets, dtype=np.int64)
+    return LOADERS[loader].read(root, split)
 
 
 def class_split(labels: np.ndarray, seed: int, train_per_class: int | None = None, test_fraction: float | None = None):
@@ -162,7 +221,11 @@ def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray
 
     def shorter_side(img, n):
         w, h = img.size
-        return img if min(w, h) == n else img.resize((max(1, round(w * n / min(w, h))), max(1, round(h * n / min(w, h)))), Image.BILINEAR)
+        return (
+            img
+            if min(w, h) == n
+            else img.resize((max(1, round(w * n / min(w, h))), max(1, round(h * n / min(w, h)))), Image.BILINEAR)
+        )
 
     def one(img):
         img = img if isinstance(img, Image.Image) else Image.fromarray(img)
@@ -215,8 +278,16 @@ def prepare(spec: dict, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if split:  # no official split (Caltech-101, the demo sets): a seeded per-class split
         images, labels = read(loader, root, None)
         images, labels = _keep_classes(images, labels, spec.get("classes"))
-        parts = dict(zip(("train", "test"), class_split(labels, split["seed"], split.get("train_per_class"), split.get("test_fraction"))))
-        out = {name: ([images[i] for i in idx] if isinstance(images, list) else images[idx], labels[idx]) for name, idx in parts.items()}
+        parts = dict(
+            zip(
+                ("train", "test"),
+                class_split(labels, split["seed"], split.get("train_per_class"), split.get("test_fraction")),
+            )
+        )
+        out = {
+            name: ([images[i] for i in idx] if isinstance(images, list) else images[idx], labels[idx])
+            for name, idx in parts.items()
+        }
     else:
         out = {s: _keep_classes(*read(loader, root, s), spec.get("classes")) for s in ("train", "test")}
     out = {s: (resize(x, spec.get("size"), spec.get("downscale")), y) for s, (x, y) in out.items()}

@@ -16,6 +16,12 @@ class DownloadFailed(RuntimeError):
     pass
 
 
+def stamps(paths) -> list[list[int]]:
+    """Size and modification time of each file: what a resume state must match (a replaced
+    input means starting over, never mixing)."""
+    return [[Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in paths]
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -24,9 +30,7 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(
-    url: str, dest: Path, expected_sha256: str | None = None, mirror: str | None = None, fix: str = ""
-) -> None:
+def fetch(url: str, dest: Path, expected_sha256: str | None = None, mirror: str | None = None, fix: str = "") -> None:
     """Download `url` (http(s), file:// or a local path) to `dest`, verifying sha256 if given;
     a local `mirror` copy, when it exists, is used instead. The file only appears at `dest`
     once complete and verified. `fix` (e.g. which config key takes a local copy) ends the error
@@ -57,5 +61,7 @@ def fetch(
         got = sha256(part)
         if got != expected_sha256.lower():
             part.unlink()
-            raise ChecksumMismatch(f"{url}: sha256 is {got}, config says {expected_sha256}; fix the URL or the sha256 in config")
+            raise ChecksumMismatch(
+                f"{url}: sha256 is {got}, config says {expected_sha256}; fix the URL or the sha256 in config"
+            )
     part.rename(dest)

@@ -58,3 +58,23 @@ class Normalize(nn.Module):
 
     def forward(self, x):
         return (x.clamp(0, 1) - self.mean) / self.std
+
+
+class Net(nn.Module):
+    """A model as the experiment sees it: images in [0, 1] in, logits out (normalise, then the
+    ResNet). channels_last: the memory layout convolutions are fastest in on CUDA."""
+
+    def __init__(self, model: ResNet, mean=MEAN, std=STD):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+        self.channels_last = False
+
+    def to_device(self, device: torch.device) -> Net:
+        self.channels_last = device.type == "cuda"
+        self.to(device)
+        return self.to(memory_format=torch.channels_last) if self.channels_last else self
+
+    def forward(self, x):
+        x = self.normalize(x)
+        return self.model(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)

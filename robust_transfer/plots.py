@@ -8,12 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 
 from .grid import FULL, size_key  # noqa: E402
 from .stats import DELTA, is_delta  # noqa: E402
-
 
 # Line formats (matplotlib fmt strings) cycled when a figure names none in `styles`.
 STYLES = ["o-", "s--", "^:", "D-.", "v-"]
@@ -40,7 +39,9 @@ def _band(ax, g, x, label, reference=None, fmt="o-", **kw):
     ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
     if reference is not None and len(reference):
         r = reference.assign(_x=_xvalues(reference, x)).sort_values("_x")
-        ax.plot(r["_x"], r["mean"], ls=":", marker="x", ms=4, lw=1, color=line.get_color(), label=f"{label} (published)")
+        ax.plot(
+            r["_x"], r["mean"], ls=":", marker="x", ms=4, lw=1, color=line.get_color(), label=f"{label} (published)"
+        )
 
 
 def _xaxis(ax, summary, x):
@@ -81,6 +82,29 @@ def _name(spec, value, by: str = "source") -> str:
         return DELTA.join(_name(spec, v, by) for v in str(value).split(DELTA))
     key = f"k={value}" if by == "k" else str(value)
     return str(spec.get("labels", {}).get(key, key))
+
+
+class _Names(dict):
+    """Title placeholders: {dataset} and {size} (a figure's only one), or any source, dataset or
+    k=K by its display name."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+
+    def __missing__(self, key):
+        if key in ("dataset", "size"):
+            values = self.spec[key + "s"]
+            if key == "size":
+                return ", ".join(v if v == FULL else f"{int(v):,}" for v in values)
+            return ", ".join(_name(self.spec, v) for v in values)
+        return _name(self.spec, key)
+
+
+def title(spec) -> str:
+    """The figure's title with its placeholders filled in, and the config's title tag."""
+    text = spec.get("title", "").format_map(_Names(spec))
+    return f"{text} {spec['title_tag']}" if spec.get("title_tag") else text
 
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None) -> None:
@@ -153,7 +177,7 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
         else:  # shared axis labels, as in the paper's 2 x 3 panels
             fig.supxlabel(_xlabel(x), fontsize=9)
             fig.supylabel("Test Accuracy %", fontsize=9)
-    fig.suptitle(spec.get("title", ""), fontsize=8)
+    fig.suptitle(title(spec), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -162,14 +186,20 @@ def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy. Rows are
     grouped by dataset, or by n with `rows: size` (Table 7)."""
     by = spec.get("columns", "source")
-    wide = summary.pivot_table(index=["dataset", "size"], columns=by, values="mean", sort=False, dropna=False).reset_index()
+    wide = summary.pivot_table(
+        index=["dataset", "size"], columns=by, values="mean", sort=False, dropna=False
+    ).reset_index()
     wide.columns.name = None
     values = spec["sources"] if by == "source" else spec["k"]
     extra = [c for c in wide.columns if c not in ["dataset", "size", *values]]
     wide = wide[["dataset", "size", *[v for v in values if v in wide.columns], *extra]]
     order = {d: i for i, d in enumerate(spec["datasets"])}
     keys = ["_s", "_d"] if spec.get("rows") == "size" else ["_d", "_s"]
-    wide = wide.assign(_d=wide["dataset"].map(order), _s=wide["size"].map(size_key)).sort_values(keys).drop(columns=["_d", "_s"])
+    wide = (
+        wide.assign(_d=wide["dataset"].map(order), _s=wide["size"].map(size_key))
+        .sort_values(keys)
+        .drop(columns=["_d", "_s"])
+    )
     return wide.rename(columns={"size": "n"}).reset_index(drop=True)
 
 
@@ -196,11 +226,12 @@ def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
     wide = table(summary, spec)
     wide.to_csv(csv_out, index=False, float_format="%.2f")
     with open(md_out, "w") as f:
-        title = spec.get("title", "")
-        f.write((f"{title}\n\n" if title else "") + markdown(wide, spec) + "\n")
+        heading = title(spec)
+        f.write((f"{heading}\n\n" if heading else "") + markdown(wide, spec) + "\n")
         if summary.empty:
             f.write("\nNo runs: none of this table's runs exist in its source of results.\n")
         else:
             runs = summary[~summary[spec.get("columns", "source")].map(is_delta)]  # not the delta rows
             if runs["excluded"].sum():
-                f.write(f"\n{int(runs['excluded'].sum())} collapsed run(s) left out (aggregate.include_collapsed: true keeps them).\n")
+                left_out = int(runs["excluded"].sum())
+                f.write(f"\n{left_out} collapsed run(s) left out (aggregate.include_collapsed: true keeps them).\n")

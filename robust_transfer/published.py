@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .grid import FULL, source_ks
+from .data import LOADERS
+from .grid import FULL
 from .stats import RUN_KEYS
 
 SOURCES = {0: "natural", 3: "l2_3", 4: "linf_4", 8: "linf_8", -1: "scratch"}
 # Their label 6 fine-tunes layer3 and layer4: 9 blocks. From scratch trains the whole network,
 # which is our k = 16 (every block; with all blocks the stem trains too).
 BLOCKS = {0: 0, 1: 1, 3: 3, 6: 9, -1: 16}
-FULL_SIZE = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "mnist": 60000, "fmnist": 60000, "kmnist": 60000}
-CLASSES = {"cifar100": 100}
+# Their target_ds values are our loader names: the full training set's size and the class
+# count come from the loader records.
+FULL_SIZE = {name: loader.train_size for name, loader in LOADERS.items() if loader.train_size}
+CLASSES = {name: loader.classes for name, loader in LOADERS.items()}
 
 
 COLUMNS = ["target_ds", "source_eps", "unfrozen_blocks", "num_training_images", "seed", "epoch"]
@@ -27,7 +30,7 @@ COLUMNS += ["nat_prec1", "nat_loss", "train_prec1", "train_loss", "time"]
 
 
 def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
-    """Our tidy run-table schema (see stats.RUN_KEYS, stats.LOG_COLUMNS) from their logs."""
+    """Our tidy run-table schema (see stats.RUN_KEYS, stats.METRIC_COLUMNS) from their logs."""
     missing = [c for c in COLUMNS if c not in logs.columns]
     if missing:
         raise ValueError(
@@ -50,20 +53,13 @@ def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
             "train_acc": logs["train_prec1"].astype(float),
             "train_loss": logs["train_loss"].astype(float),
             "time": logs["time"].astype(float),
-            "classes": logs["target_ds"].map(CLASSES).fillna(10).astype(int),
+            "classes": logs["target_ds"].map(CLASSES),
         }
     )
-    unknown = out[["source", "k"]].isna().any(axis=1)
+    unknown = out[["source", "k", "classes"]].isna().any(axis=1)
     if unknown.any():
-        raise ValueError(f"{int(unknown.sum())} log rows have unknown source_eps/unfrozen_blocks codes: {logs[unknown].head(3).to_dict('records')}")
+        examples = logs[unknown].head(3).to_dict("records")
+        raise ValueError(f"{int(unknown.sum())} log rows have unknown source_eps/unfrozen_blocks/target_ds: {examples}")
+    out["classes"] = out["classes"].astype(int)
     out["epochs"] = out.groupby(RUN_KEYS)["epoch"].transform("max")
     return out
-
-
-def select(runs: pd.DataFrame, selection: dict) -> pd.DataFrame:
-    """The rows of a figure's selection (grid.figure_selection), with every seed they have."""
-    keep = pd.Series(False, index=runs.index)
-    base = runs["dataset"].isin(selection["datasets"]) & runs["size"].isin([str(s) for s in selection["sizes"]])
-    for source in selection["sources"]:
-        keep |= base & (runs["source"] == source) & runs["k"].isin(source_ks(selection, source))
-    return runs[keep]

@@ -1,4 +1,4 @@
-"""One fine-tuning run as a job: load its inputs, train, write its log and metadata."""
+"""One fine-tuning run as a job: load its inputs, train, write its metrics and metadata."""
 
 from __future__ import annotations
 
@@ -6,50 +6,71 @@ import csv
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
-from . import __version__, checkpoints, data, grid, train
+from . import __version__, checkpoints, data, device, files, grid, train
 from .models import prepare_for_transfer
 
 
-def run_job(inputs, outputs, wildcards, config: dict, threads: int = 1) -> None:
-    """inputs: train, test, subset, source; outputs: log (CSV per logged epoch), meta (JSON)."""
-    cfg = config["finetune"]
-    k, size, seed = int(wildcards.k), wildcards.size, int(wildcards.seed)
-    torch.set_num_threads(threads)
-    train.set_deterministic(cfg.get("deterministic", True))
-
+def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, state: str | None = None) -> None:
+    """inputs: train, test, subset, source; outputs: metrics (CSV, a row per logged epoch), meta
+    (JSON). settings: grid.run_settings, the run's resolved `finetune` section. state: where the
+    run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun)."""
+    device.setup(threads, settings["deterministic"])
+    resume = train.Resume(Path(state), fingerprint(run, settings, inputs)) if state else None
     images, labels = data.load_split(inputs.train)
     idx = np.load(inputs.subset)
     classes = int(labels.max()) + 1
     model, source_meta = checkpoints.load(inputs.source)
-    torch.manual_seed(seed)  # the fc draw depends on the run's seed only
-    prepare_for_transfer(model, classes, k, cfg["head_std"])
-    sched = grid.schedule(config, size)
-    device = train.pick_device(cfg["device"])
-    print(f"run {wildcards.dataset}/{wildcards.source}/k{k}/n{size}/s{seed}: {len(idx)} images, {classes} classes, {sched['epochs']} epochs on {device}")
+    torch.manual_seed(run.seed)  # the fc draw depends on the run's seed only
+    prepare_for_transfer(model, classes, run.k, settings["head_std"])
+    dev = device.pick(settings["device"])
+    print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}")
 
     start = time.time()
-    rows = train.finetune(model, (images[idx], labels[idx]), data.load_split(inputs.test), cfg, sched["epochs"], sched["eval_epochs"], seed, device)
-    run = dict(dataset=wildcards.dataset, source=wildcards.source, k=k, size=size, n=len(idx), seed=seed, classes=classes, epochs=sched["epochs"])
-    log = [{**row, **run} for row in rows]
-    with open(outputs.log, "w", newline="") as f:  # csv, not pandas: one import less per job
-        writer = csv.DictWriter(f, fieldnames=list(log[0]))
+    rows = train.finetune(
+        model, (images[idx], labels[idx]), data.load_split(inputs.test), settings, run.seed, dev, resume=resume
+    )
+    fields = dict(
+        dataset=run.dataset,
+        source=run.source,
+        k=run.k,
+        size=run.size,
+        n=len(idx),
+        seed=run.seed,
+        classes=classes,
+        epochs=settings["epochs"],
+    )
+    table = [{**row, **fields} for row in rows]
+    with open(outputs.metrics, "w", newline="") as f:  # csv, not pandas: one import less per job
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
-        writer.writerows(log)
+        writer.writerows(table)
 
     meta = {
-        "run": {key: run[key] for key in ("dataset", "source", "k", "size", "n", "seed")},
-        "config_digest": grid.digest({"finetune": cfg, "dataset": config["datasets"][wildcards.dataset], "source": config["sources"][wildcards.source], "schedule": sched}),
-        "schedule": sched,
+        "run": {key: fields[key] for key in ("dataset", "source", "k", "size", "n", "seed")},
+        "settings": settings,
+        "settings_digest": grid.digest(settings),
         "source_meta": source_meta,
         "wall_seconds": time.time() - start,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device.name(dev),
         "threads": threads,
-        "versions": {"robust_transfer": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()},
+        "versions": {
+            "robust_transfer": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+        },
     }
     with open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
+
+
+def fingerprint(run, settings: dict, inputs) -> str:
+    """What a resume state must match: the run, its settings and its input files."""
+    paths = [getattr(inputs, name) for name in ("train", "test", "subset", "source")]
+    return grid.digest({"run": run.path, "settings": settings, "inputs": files.stamps(paths)})

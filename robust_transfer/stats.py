@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from .grid import size_key
+from .grid import size_key, source_ks
 
 RUN_KEYS = ["dataset", "source", "k", "size", "seed"]
 DELTA = " - "  # joins the two sides of a paired delta's name: "l2_3 - natural"
@@ -17,13 +17,25 @@ DELTA = " - "  # joins the two sides of a paired delta's name: "l2_3 - natural"
 
 def is_delta(name) -> bool:
     return DELTA in str(name)
-LOG_COLUMNS = ["epoch", "test_acc", "test_loss", "train_acc", "train_loss", "time", "lr"]
+
+
+METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_acc", "train_loss", "time", "lr"]
 
 
 def read_runs(paths) -> pd.DataFrame:
-    """The tidy run table: one row per (run, logged epoch), from the per-run CSV logs."""
+    """The tidy run table: one row per (run, logged epoch), from run tables (a run's metrics
+    CSV, or a table of many runs such as the authors' converted logs)."""
     frames = [pd.read_csv(p, dtype={"size": str}) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + LOG_COLUMNS)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + METRIC_COLUMNS)
+
+
+def select(runs: pd.DataFrame, selection: dict) -> pd.DataFrame:
+    """The rows of a figure's selection (grid.figure_selection), with every seed they have."""
+    keep = pd.Series(False, index=runs.index)
+    base = runs["dataset"].isin(selection["datasets"]) & runs["size"].isin([str(s) for s in selection["sizes"]])
+    for source in selection["sources"]:
+        keep |= base & (runs["source"] == source) & runs["k"].isin(source_ks(selection, source))
+    return runs[keep]
 
 
 def flag_collapsed(runs: pd.DataFrame, margin: float = 1.5) -> pd.DataFrame:
@@ -63,17 +75,35 @@ def bootstrap_ci(values, seed: int = 0, resamples: int = 1000, level: float = 0.
         return float(values[0]), float(values[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on tiny samples; the interval is still right
-        ci = bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+        ci = bootstrap(
+            (values,),
+            np.mean,
+            n_resamples=resamples,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
     return float(ci.low), float(ci.high)
 
 
-def summarize(values: pd.DataFrame, by: list[str], seed: int = 0, resamples: int = 1000, include_collapsed: bool = False) -> pd.DataFrame:
+def summarize(
+    values: pd.DataFrame, by: list[str], seed: int = 0, resamples: int = 1000, include_collapsed: bool = False
+) -> pd.DataFrame:
     """Mean and bootstrap CI of `value` per group; counts runs used and collapsed runs left out."""
     rows = []
     for key, g in values.groupby(by, sort=False):
         used = g if include_collapsed else g[~g["collapsed"].astype(bool)]
         low, high = bootstrap_ci(used["value"], seed, resamples)
-        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,)), mean=used["value"].mean(), ci_low=low, ci_high=high, runs=len(used), excluded=len(g) - len(used)))
+        rows.append(
+            dict(
+                zip(by, key if isinstance(key, tuple) else (key,)),
+                mean=used["value"].mean(),
+                ci_low=low,
+                ci_high=high,
+                runs=len(used),
+                excluded=len(g) - len(used),
+            )
+        )
     out = pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", "runs", "excluded"])
     return sort_sizes(out)
 
@@ -84,7 +114,10 @@ def paired_delta(values: pd.DataFrame, by: str, a, b) -> pd.DataFrame:
     either run is."""
     keys = [c for c in values.columns if c not in (by, "value", "collapsed")]
     both = values[values[by] == a].merge(values[values[by] == b], on=keys, suffixes=("_a", "_b"))
-    out = both[keys].assign(value=both["value_a"] - both["value_b"], collapsed=both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool))
+    out = both[keys].assign(
+        value=both["value_a"] - both["value_b"],
+        collapsed=both["collapsed_a"].astype(bool) | both["collapsed_b"].astype(bool),
+    )
     out[by] = f"{a}{DELTA}{b}"
     return out
 
@@ -93,7 +126,12 @@ def sort_sizes(df: pd.DataFrame) -> pd.DataFrame:
     if "size" not in df:
         return df
     keys = ["dataset", "_o"] if "dataset" in df else ["_o"]
-    return df.assign(_o=df["size"].map(size_key)).sort_values(keys, kind="stable").drop(columns="_o").reset_index(drop=True)
+    return (
+        df.assign(_o=df["size"].map(size_key))
+        .sort_values(keys, kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collapsed: bool = False) -> pd.DataFrame:
@@ -106,7 +144,9 @@ def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collap
         values = paired_delta(values, delta["by"], delta["a"], delta["b"])
     out = summarize(values, by, seed, include_collapsed=include_collapsed)
     if delta and spec["kind"] == "table":  # tables also get the paired delta as extra rows
-        d = summarize(paired_delta(values, delta["by"], delta["a"], delta["b"]), by, seed, include_collapsed=include_collapsed)
+        d = summarize(
+            paired_delta(values, delta["by"], delta["a"], delta["b"]), by, seed, include_collapsed=include_collapsed
+        )
         out = sort_sizes(pd.concat([out, d], ignore_index=True))
     return out
 

@@ -1,60 +1,35 @@
-"""Training loops: transfer fine-tuning (the paper's runs) and source pretraining (natural or
-PGD adversarial). Airbench-style: the whole split lives on the device as uint8, every batch is
-resized, augmented and normalised there, and nothing waits on the host inside an epoch."""
+"""Training loops: transfer fine-tuning (the paper's runs) and source pretraining (natural or PGD
+adversarial). Airbench-style: the whole split lives on the device as uint8, every batch is
+resized, augmented and normalised there, and nothing waits on the host inside an epoch.
+
+One `Loop` carries what a run keeps from epoch to epoch; `train_epoch` and `evaluate` (clean
+or under attack) are the only two passes over data, used by fine-tuning and pretraining alike.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
+import random
+import signal
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .augment import augment
-from .models import Normalize
+from .models import Net
 
-_LOCK = None  # keeps the GPU lock file open for the life of the process
-
-
-def pick_device(want: str = "auto") -> torch.device:
-    """CUDA when available, else the CPU. With several visible GPUs, take the first one no other
-    process on this machine holds (Snakemake caps concurrent GPU jobs but assigns no device)."""
-    global _LOCK
-    if want == "cpu" or (want == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    count = torch.cuda.device_count()
-    if count == 0:
-        raise RuntimeError("device: cuda requested but no GPU is visible")
-    for i in range(count):
-        f = open(os.path.join(tempfile.gettempdir(), f"robust_transfer-gpu{i}-uid{os.getuid()}.lock"), "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            continue
-        _LOCK = f
-        return torch.device("cuda", i)
-    return torch.device("cuda", 0)  # more jobs than GPUs (no --resources gpu=N cap): share
-
-
-def set_deterministic(on: bool = True) -> None:
-    """Deterministic kernels where PyTorch has them. CPU runs are then bit-identical; on GPUs a
-    few backward kernels (e.g. adaptive average pooling) have no deterministic version and only
-    warn."""
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+# ---------------------------------------------------------------------------------------------
+# Setup: seeds, device-resident data, the state of one run
 
 
 def seed_everything(seed: int, device) -> torch.Generator:
     """Seed Python, NumPy and torch; return the generator every on-device draw of a run uses."""
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -65,6 +40,44 @@ def to_device(images: np.ndarray, labels: np.ndarray, device) -> tuple[torch.Ten
     """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 on the device, labels int64."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
     return x, torch.from_numpy(labels).to(device)
+
+
+@dataclass
+class Loop:
+    """Everything one training run carries from epoch to epoch.
+
+    cfg: the run's resolved settings: epochs, batch_size, eval_batch_size, lr, momentum,
+    weight_decay, lr_drops, lr_gamma, input_size, augment, amp (and attack for pretraining).
+    """
+
+    net: Net
+    opt: torch.optim.Optimizer
+    gen: torch.Generator  # every on-device draw: batch order, augmentation, PGD starts
+    cfg: dict
+    train: tuple[torch.Tensor, torch.Tensor]  # device-resident uint8 images, labels
+    test: tuple[torch.Tensor, torch.Tensor]
+    attack: Callable | None = None  # adversarial training (pretraining only)
+    epoch: int = 0  # epochs done
+    rows: list[dict] = field(default_factory=list)  # one per evaluation epoch
+    started: float = field(default_factory=time.perf_counter)  # clock at epoch 0, earlier attempts included
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
+    """A run's state before its first epoch: seeded generator, the model (with its normaliser)
+    on the device, an SGD optimiser over its trainable parameters, both splits on the device."""
+    gen = seed_everything(seed, device)
+    net = Net(model).to_device(device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    attack = make_attack(cfg.get("attack"), gen)
+    return Loop(net, opt, gen, cfg, to_device(*train, device), to_device(*test, device), attack)
+
+
+# ---------------------------------------------------------------------------------------------
+# One pass over data: a training epoch, an evaluation
 
 
 def inputs(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
@@ -81,93 +94,225 @@ def lr_at(epoch: int, lr: float, epochs: int, drops: int = 3, gamma: float = 0.1
 
 
 def _amp(device, amp: str):
-    if amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
 
 
-@torch.no_grad()
-def evaluate(model, norm, x, y, cfg: dict, device) -> tuple[float, float]:
-    """Test accuracy (%) and mean cross-entropy of a device-resident split, in eval mode."""
-    model.eval()
-    loss = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for i in range(0, len(y), cfg["eval_batch_size"]):
-        xb = norm(inputs(x[i : i + cfg["eval_batch_size"]], cfg["input_size"]))
-        yb = y[i : i + cfg["eval_batch_size"]]
-        with _amp(device, cfg["amp"]):
-            out = model(_layout(xb, device)).float()
-        loss += F.cross_entropy(out, yb, reduction="sum")
-        correct += (out.argmax(1) == yb).sum()
-    return 100.0 * correct.item() / len(y), loss.item() / len(y)
-
-
-def _layout(x, device):
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
-def _train_epoch(model, norm, opt, x, y, cfg: dict, gen, device, attack=None):
-    """One epoch of SGD over a device-resident split; returns (train acc %, mean loss)."""
-    model.train()
+def train_epoch(loop: Loop) -> tuple[float, float]:
+    """One epoch of SGD over the device-resident training split; returns (train acc %, mean
+    loss) of the epoch."""
+    cfg, net, opt = loop.cfg, loop.net, loop.opt
+    x, y = loop.train
+    device = y.device
+    for group in opt.param_groups:
+        group["lr"] = lr_at(loop.epoch, cfg["lr"], cfg["epochs"], cfg["lr_drops"], cfg["lr_gamma"])
+    net.train()
     n, bs = len(y), cfg["batch_size"]
-    perm = torch.randperm(n, generator=gen, device=device)
+    perm = torch.randperm(n, generator=loop.gen, device=device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for i in range(0, n, bs):  # no drop_last: n=100 is one step per epoch
         idx = perm[i : i + bs]
-        xb, yb = augment(inputs(x[idx], cfg["input_size"]), gen, **cfg["augment"]), y[idx]
-        if attack is not None:
-            xb = attack(lambda z: model(_layout(norm(z), device)), xb, yb)
+        xb, yb = augment(inputs(x[idx], cfg["input_size"]), loop.gen, **cfg["augment"]), y[idx]
+        if loop.attack is not None:
+            xb = loop.attack(net, xb, yb)
         with _amp(device, cfg["amp"]):
-            out = model(_layout(norm(xb), device))
+            out = net(xb)
             loss = F.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_sum += loss.detach() * len(yb)
         correct += (out.argmax(1) == yb).sum()
+    loop.epoch += 1
     return 100.0 * correct.item() / n, loss_sum.item() / n
 
 
-def _sgd(model, cfg):
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+def evaluate(net: Net, x, y, cfg: dict, attack: Callable | None = None) -> tuple[float, float]:
+    """Accuracy (%) and mean cross-entropy of a device-resident split in eval mode: clean, or
+    on the adversarial examples `attack` makes of each batch."""
+    net.eval()
+    device, bs = y.device, cfg["eval_batch_size"]
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for i in range(0, len(y), bs):  # sums stay on the device: one sync at the end
+        xb, yb = inputs(x[i : i + bs], cfg["input_size"]), y[i : i + bs]
+        if attack is not None:
+            xb = attack(net, xb, yb)
+        with torch.no_grad(), _amp(device, cfg["amp"]):
+            out = net(xb).float()
+        loss += F.cross_entropy(out, yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    return 100.0 * correct.item() / len(y), loss.item() / len(y)
 
 
-def _setup(model, train, test, seed: int, device):
-    """What every training loop starts with: seeded generator, model on the device (channels-
-    last on CUDA, matching _layout's inputs), the normaliser, both splits on the device."""
-    gen = seed_everything(seed, device)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return gen, model, Normalize().to(device), to_device(*train, device), to_device(*test, device)
+# ---------------------------------------------------------------------------------------------
+# Resume: a run's complete state, saved atomically, so a killed run continues where it stopped
 
 
-def _set_lr(opt, epoch: int, epochs: int, cfg: dict) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr_at(epoch, cfg["lr"], epochs, cfg["lr_drops"], cfg["lr_gamma"])
+@dataclass(frozen=True)
+class Resume:
+    """Where a run keeps its state between attempts, and what it must match to be resumed
+    (a digest of the run's settings and inputs: a state from other inputs is never used)."""
+
+    path: Path
+    key: str
 
 
-def finetune(model, train, test, cfg: dict, epochs: int, eval_epochs: list[int], seed: int, device, progress=print) -> list[dict]:
+class Preempted(SystemExit):
+    """SIGTERM (pre-emption, a cluster time limit): the state is saved; rerun to continue."""
+
+
+def save_state(loop: Loop, resume: Resume) -> None:
+    """Everything the next epoch depends on: weights and BatchNorm statistics, optimiser
+    (momentum), epoch, every RNG, the rows logged so far. Written to a temporary file and
+    renamed, so a kill mid-write leaves the previous state intact."""
+    state = {
+        "key": resume.key,
+        "epoch": loop.epoch,
+        "rows": loop.rows,
+        "seconds": loop.elapsed(),
+        "model": loop.net.model.state_dict(),
+        "opt": loop.opt.state_dict(),
+        "gen": loop.gen.get_state(),
+        "python": random.getstate(),
+        "numpy": _numpy_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    resume.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = resume.path.with_name(resume.path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, resume.path)
+
+
+def restore_state(loop: Loop, resume: Resume) -> bool:
+    """Continue from a saved state of this very run (same key); False if there is none."""
+    if not resume.path.exists():
+        return False
+    try:
+        state = torch.load(resume.path, map_location="cpu", weights_only=True)
+    except Exception:  # a state torn by a crash of the file system: start over
+        return False
+    if state.get("key") != resume.key:
+        return False
+    loop.net.model.load_state_dict(state["model"])
+    loop.opt.load_state_dict(state["opt"])
+    loop.gen.set_state(state["gen"])
+    loop.epoch, loop.rows = state["epoch"], state["rows"]
+    loop.started = time.perf_counter() - state["seconds"]
+    random.setstate(_tuples(state["python"]))
+    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    return True
+
+
+def _numpy_state():
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [name, keys.tolist(), pos, has_gauss, gauss]  # plain types: loads with weights_only
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+@contextmanager
+def _on_sigterm():
+    """Note a SIGTERM instead of dying at once; the loop saves and stops at the epoch's end."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: no handler, no graceful stop
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _epochs(loop: Loop, resume: Resume | None, progress) -> Iterator[int]:
+    """The epochs still to run (after a restore); a SIGTERM saves the state at the end of the
+    current epoch and raises Preempted."""
+    if resume is not None and restore_state(loop, resume):
+        progress(f"resumed from {resume.path} after epoch {loop.epoch}")
+    with _on_sigterm() as flag:
+        while loop.epoch < loop.cfg["epochs"]:
+            yield loop.epoch
+            if flag["stop"]:
+                if resume is not None:
+                    save_state(loop, resume)
+                raise Preempted(
+                    f"SIGTERM after epoch {loop.epoch}: state saved to {resume.path if resume else 'nowhere'}"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# The two kinds of run
+
+
+def finetune(
+    model, train, test, cfg: dict, seed: int, device, progress=print, resume: Resume | None = None
+) -> list[dict]:
     """Fine-tune `model` (fc replaced and blocks frozen already) and log every evaluation epoch.
 
-    train/test: (images uint8 NHWC, labels) numpy pairs. cfg: the config's `finetune` section.
-    Returns one row per evaluation epoch: epoch, test_acc, test_loss, train_acc, train_loss,
-    time (cumulative seconds), lr.
+    train/test: (images uint8 NHWC, labels) numpy pairs; cfg: grid.run_settings (the
+    `finetune` section resolved for the run's size: epochs, eval_epochs). With `resume`, the
+    state is saved at every evaluation epoch and a rerun continues from it (the same numbers as
+    an uninterrupted run); it is removed at the end. Returns one row per evaluation epoch:
+    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr.
     """
-    gen, model, norm, (xtr, ytr), (xte, yte) = _setup(model, train, test, seed, device)
-    opt = _sgd(model, cfg)
-    rows, start = [], time.perf_counter()
-    for epoch in range(epochs):  # a resume would restore (model, opt, gen) and start later
-        _set_lr(opt, epoch, epochs, cfg)
-        train_acc, train_loss = _train_epoch(model, norm, opt, xtr, ytr, cfg, gen, device)
-        if epoch + 1 in eval_epochs:
-            test_acc, test_loss = evaluate(model, norm, xte, yte, cfg, device)
-            row = dict(epoch=epoch + 1, test_acc=test_acc, test_loss=test_loss, train_acc=train_acc, train_loss=train_loss, time=time.perf_counter() - start, lr=opt.param_groups[0]["lr"])
-            rows.append(row)
+    loop = start(model, train, test, cfg, seed, device)
+    for _ in _epochs(loop, resume, progress):
+        train_acc, train_loss = train_epoch(loop)
+        if loop.epoch in cfg["eval_epochs"]:
+            test_acc, test_loss = evaluate(loop.net, *loop.test, cfg)
+            row = dict(
+                epoch=loop.epoch,
+                test_acc=test_acc,
+                test_loss=test_loss,
+                train_acc=train_acc,
+                train_loss=train_loss,
+                time=loop.elapsed(),
+                lr=loop.opt.param_groups[0]["lr"],
+            )
+            loop.rows.append(row)
             progress(" ".join(f"{k}={v:.4g}" for k, v in row.items()))
-    return rows
+            if resume is not None and loop.epoch < cfg["epochs"]:
+                save_state(loop, resume)
+    if resume is not None:
+        resume.path.unlink(missing_ok=True)
+    return loop.rows
+
+
+def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print, resume: Resume | None = None) -> dict:
+    """Train a source model from scratch, naturally or adversarially (cfg["attack"]); with
+    `resume`, the state is saved after every epoch and a rerun continues from it.
+
+    cfg: grid.pretrain_settings. Returns clean and (with an attack) adversarial test accuracy (%).
+    """
+    loop = start(model, train, test, cfg, seed, device)
+    for _ in _epochs(loop, resume, progress):
+        acc, loss = train_epoch(loop)
+        progress(f"epoch={loop.epoch} train_acc={acc:.2f} train_loss={loss:.4f}")
+        if resume is not None and loop.epoch < cfg["epochs"]:
+            save_state(loop, resume)
+    result = {"test_acc": evaluate(loop.net, *loop.test, cfg)[0]}
+    if loop.attack is not None:
+        result["adv_test_acc"] = evaluate(loop.net, *loop.test, cfg, loop.attack)[0]
+    progress(" ".join(f"{k}={v:.2f}" for k, v in result.items()))
+    if resume is not None:
+        resume.path.unlink(missing_ok=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Adversarial examples
 
 
 def pgd(model_fn, x, y, norm: str, eps: float, steps: int, step_size: float, gen):
@@ -177,7 +322,8 @@ def pgd(model_fn, x, y, norm: str, eps: float, steps: int, step_size: float, gen
     if norm == "linf":
         delta = noise * eps
     else:
-        delta = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps * torch.rand(len(x), 1, 1, 1, generator=gen, device=x.device)
+        unit = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        delta = unit * eps * torch.rand(len(x), 1, 1, 1, generator=gen, device=x.device)  # radius ~ U(0, eps)
     delta = ((x + delta).clamp(0, 1) - x).detach()
     for _ in range(steps):
         delta.requires_grad_(True)
@@ -187,42 +333,15 @@ def pgd(model_fn, x, y, norm: str, eps: float, steps: int, step_size: float, gen
             if norm == "linf":
                 delta = (delta + step_size * g.sign()).clamp(-eps, eps)
             else:
-                delta = delta + step_size * g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+                delta = delta + step_size * g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 delta = delta * (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1).view(-1, 1, 1, 1)
             delta = (x + delta).clamp(0, 1) - x
     return (x + delta).detach()
 
 
-def make_attack(spec: dict | None, gen_device):
+def make_attack(spec: dict | None, gen):
     """A closure (model_fn, x, y) -> adversarial x, or None for natural training."""
     if not spec or not spec.get("eps"):
         return None
     step = spec.get("step_size") or 2.5 * spec["eps"] / spec["steps"]
-    return lambda model_fn, x, y: pgd(model_fn, x, y, spec["norm"], spec["eps"], spec["steps"], step, gen_device)
-
-
-def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print) -> dict:
-    """Train a source model from scratch, naturally or adversarially (cfg["attack"]).
-
-    cfg: epochs, batch_size, eval_batch_size, lr, momentum, weight_decay, lr_drops, lr_gamma,
-    input_size, augment, amp, attack ({norm: l2|linf, eps, steps, step_size} or null).
-    Returns clean and adversarial test accuracy (%)."""
-    gen, model, norm, (xtr, ytr), (xte, yte) = _setup(model, train, test, seed, device)
-    opt = _sgd(model, cfg)
-    attack = make_attack(cfg.get("attack"), gen)
-    for epoch in range(cfg["epochs"]):
-        _set_lr(opt, epoch, cfg["epochs"], cfg)
-        acc, loss = _train_epoch(model, norm, opt, xtr, ytr, cfg, gen, device, attack)
-        progress(f"epoch={epoch + 1} train_acc={acc:.2f} train_loss={loss:.4f}")
-    clean, _ = evaluate(model, norm, xte, yte, cfg, device)
-    result = {"test_acc": clean}
-    if attack is not None:
-        model.eval()
-        correct, bs = torch.zeros((), device=device, dtype=torch.long), cfg["eval_batch_size"]
-        for i in range(0, len(yte), bs):  # counts stay on the device: one sync at the end
-            xa = attack(lambda z: model(_layout(norm(z), device)), inputs(xte[i : i + bs], cfg["input_size"]), yte[i : i + bs])
-            with torch.no_grad():
-                correct += (model(_layout(norm(xa), device)).argmax(1) == yte[i : i + bs]).sum()
-        result["adv_test_acc"] = 100.0 * correct.item() / len(yte)
-    progress(" ".join(f"{k}={v:.2f}" for k, v in result.items()))
-    return result
+    return lambda model_fn, x, y: pgd(model_fn, x, y, spec["norm"], spec["eps"], spec["steps"], step, gen)

@@ -11,7 +11,7 @@ rule aggregate:
     conda:
         "../envs/workflow.yaml"
     params:
-        spec=figure_spec,
+        statistics=figure_statistics,
         settings=config["aggregate"],
     script:
         "../scripts/aggregate.py"
@@ -19,7 +19,7 @@ rule aggregate:
 
 rule collect:
     input:
-        runs=run_files(grid.all_runs(config)),
+        runs=metrics_files(grid.all_runs(config)),
     output:
         runs="results/runs.csv",
     log:
@@ -27,5 +27,7 @@ rule collect:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        margin=config["aggregate"]["collapse_margin"],
     script:
         "../scripts/collect.py"

@@ -8,11 +8,12 @@ from robust_transfer.data import LOADERS
 
 validate(config, "../schemas/config.schema.yaml")
 
-# The package's plotting code is an input of figure and table jobs: editing it reruns those
-# jobs (and only those). Snakemake tracks `script:` files itself, not the modules they import.
-PLOTS_CODE = str(Path(workflow.basedir) / "robust_transfer" / "plots.py")
-STATS_CODE = str(Path(workflow.basedir) / "robust_transfer" / "stats.py")
-PUBLISHED_CODE = str(Path(workflow.basedir) / "robust_transfer" / "published.py")
+# Package modules are inputs of the jobs whose numbers or looks they make: editing one reruns
+# those jobs (and only those). Snakemake tracks `script:` files itself, not what they import.
+PACKAGE = Path(workflow.basedir) / "robust_transfer"
+PLOTS_CODE = str(PACKAGE / "plots.py")
+STATS_CODE = str(PACKAGE / "stats.py")
+PUBLISHED_CODE = str(PACKAGE / "published.py")
 
 
 def check_config(config):
@@ -20,15 +21,25 @@ def check_config(config):
     problems = []
     datasets, sources = config["datasets"], config["sources"]
     for name, spec in datasets.items():
-        if spec["loader"] not in LOADERS:
+        loader = LOADERS.get(spec["loader"])
+        if loader is None:
             problems.append(
-                f"datasets.{name}.loader {spec['loader']!r} is not one of {LOADERS}"
+                f"datasets.{name}.loader {spec['loader']!r} is not one of {sorted(LOADERS)}"
+            )
+        elif not loader.official_split and not spec.get("split"):
+            problems.append(
+                f"datasets.{name}: {spec['loader']} has no official train/test split; "
+                "set split: {seed: ..., train_per_class: ...} or {seed: ..., test_fraction: ...}"
             )
     for name, spec in sources.items():
-        train = spec.get("train")
-        if train and train["dataset"] not in datasets:
+        try:
+            kind = grid.source_kind(spec)
+        except ValueError as err:
+            problems.append(f"sources.{name}: {err}")
+            continue
+        if kind == "train" and spec["train"]["dataset"] not in datasets:
             problems.append(
-                f"sources.{name}.train.dataset {train['dataset']!r} is not in datasets"
+                f"sources.{name}.train.dataset {spec['train']['dataset']!r} is not in datasets"
             )
     for fig in config["figures"]:
         sel = grid.figure_selection(config, fig)
@@ -57,9 +68,9 @@ def _choice(names):
     return "|".join(map(re.escape, names)) or "(?!x)x"
 
 
-FETCHED = [s for s, spec in config["sources"].items() if "url" in spec]
-TRAINED = [s for s, spec in config["sources"].items() if "train" in spec]
-RANDOM = [s for s, spec in config["sources"].items() if "random_init" in spec]
+FETCHED = grid.sources_of_kind(config, "url")
+TRAINED = grid.sources_of_kind(config, "train")
+RANDOM = grid.sources_of_kind(config, "random_init")
 FIGURES = [f for f, spec in config["figures"].items() if spec["kind"] != "table"]
 TABLES = [f for f, spec in config["figures"].items() if spec["kind"] == "table"]
 IN_ALL = grid.in_all(config)
@@ -75,6 +86,40 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# ---- resolved settings, one job at a time (params: editing a key reruns exactly its users)
+
+
+def dataset_spec(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def source_spec(key):
+    def inner(wildcards):
+        return config["sources"][wildcards.source].get(key)
+
+    return inner
+
+
+def run_settings(wildcards):
+    return grid.run_settings(config, wildcards.size)
+
+
+def pretrain_settings(wildcards):
+    return grid.pretrain_settings(config, wildcards.source)
+
+
+def figure_statistics(wildcards):
+    return grid.figure_statistics(config, wildcards.fig)
+
+
+def figure_spec(wildcards):
+    """A figure's resolved config, as a param: editing it reruns that figure's jobs only."""
+    return grid.figure_spec(config, wildcards.fig)
+
+
+# ---- inputs and targets
+
+
 def dataset_ready(wildcards):
     loader = config["datasets"][wildcards.dataset]["loader"]
     return ancient(f"resources/data/{loader}/READY")
@@ -82,22 +127,18 @@ def dataset_ready(wildcards):
 
 def pretrain_split(split):
     def inner(wildcards):
-        return f"results/data/{config['sources'][wildcards.source]['train']['dataset']}/{split}.npz"
+        dataset = config["sources"][wildcards.source]["train"]["dataset"]
+        return f"results/data/{dataset}/{split}.npz"
 
     return inner
 
 
-def run_files(runs):
+def metrics_files(runs):
     return [f"{r.path}.csv" for r in runs]
 
 
 def figure_runs(wildcards):
-    return run_files(grid.figure_runs(config, wildcards.fig))
-
-
-def figure_spec(wildcards):
-    """A figure's resolved config, as a param: editing it reruns that figure's jobs only."""
-    return grid.figure_spec(config, wildcards.fig)
+    return metrics_files(grid.figure_runs(config, wildcards.fig))
 
 
 def figure_files(prefix, figs):

@@ -6,6 +6,13 @@ rule download:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        mirror=lambda w: (
+            f"{config['data']['mirror']}/{w.loader}"
+            if config["data"]["mirror"]
+            else None
+        ),
+        offline=config["data"]["offline"],
     script:
         "../scripts/download.py"
 
@@ -20,6 +27,8 @@ rule prepare:
         "logs/prepare/{dataset}.log",
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=dataset_spec,
     script:
         "../scripts/prepare.py"
 

@@ -5,14 +5,17 @@ rule finetune:
         subset="results/subsets/{dataset}/n{size}/s{seed}.npy",
         source="results/sources/{source}.pt",
     output:
-        log="results/runs/{dataset}/{source}/k{k}/n{size}/s{seed}.csv",
-        meta="results/runs/{dataset}/{source}/k{k}/n{size}/s{seed}.json",
+        metrics=f"{grid.RUN}.csv",
+        meta=f"{grid.RUN}.json",
     log:
-        "logs/finetune/{dataset}/{source}/k{k}/n{size}/s{seed}.log",
+        f"logs/finetune/{grid.RUN.removeprefix('results/runs/')}.log",
     conda:
         "../envs/workflow.yaml"
     threads: config["finetune"]["threads"]
     resources:
         gpu=1,
+    params:
+        settings=run_settings,
+        state=lambda w: grid.state_path(grid.RUN.format(**w)),
     script:
         "../scripts/finetune.py"

@@ -1,23 +1,29 @@
+# The authors' own per-run logs: converted to our run table, then through the same aggregate,
+# figure and table rules as our runs (so statistics and look are defined once).
+
+
 rule fetch_published:
     output:
-        logs="resources/published/logs.csv",
+        consolidated="resources/published/consolidated_results.csv",
     log:
         "logs/fetch_published.log",
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        url=config.get("published", {}).get("url"),
+        sha256=config.get("published", {}).get("sha256"),
+        mirror=config.get("published", {}).get("mirror"),
     script:
         "../scripts/fetch_published.py"
 
 
 rule published_runs:
     input:
-        logs=ancient("resources/published/logs.csv"),
-        code=[STATS_CODE, PUBLISHED_CODE],
+        consolidated=ancient("resources/published/consolidated_results.csv"),
+        code=PUBLISHED_CODE,
     output:
         runs="results/published/runs.csv",
-    params:
-        margin=config["aggregate"]["collapse_margin"],
     log:
         "logs/published_runs.log",
     localrule: True
@@ -27,26 +33,18 @@ rule published_runs:
         "../scripts/published_runs.py"
 
 
-rule published_aggregate:
+use rule aggregate as published_aggregate with:
     input:
-        published="results/published/runs.csv",
+        runs=["results/published/runs.csv"],
         code=STATS_CODE,
     output:
         runs="results/published/figures/{fig}/runs.csv",
         summary="results/published/figures/{fig}/summary.csv",
     log:
         "logs/published_aggregate/{fig}.log",
-    localrule: True
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        spec=figure_spec,
-        settings=config["aggregate"],
-    script:
-        "../scripts/aggregate.py"
 
 
-rule published_figure:
+use rule figure as published_figure with:
     input:
         summary="results/published/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
@@ -54,18 +52,9 @@ rule published_figure:
         pdf="figures/published/{fig}.pdf",
     log:
         "logs/published_figure/{fig}.log",
-    wildcard_constraints:
-        fig=_choice(FIGURES),
-    localrule: True
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        spec=figure_spec,
-    script:
-        "../scripts/figure.py"
 
 
-rule published_table:
+use rule table as published_table with:
     input:
         summary="results/published/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
@@ -74,15 +63,6 @@ rule published_table:
         md="figures/published/{fig}.md",
     log:
         "logs/published_table/{fig}.log",
-    wildcard_constraints:
-        fig=_choice(TABLES),
-    localrule: True
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        spec=figure_spec,
-    script:
-        "../scripts/table.py"
 
 
 rule compare:

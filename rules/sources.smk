@@ -8,6 +8,9 @@ rule fetch_checkpoint:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        url=source_spec("url"),
+        sha256=source_spec("sha256"),
     script:
         "../scripts/fetch_checkpoint.py"
 
@@ -23,6 +26,9 @@ rule source:
         source=_choice(FETCHED),
     conda:
         "../envs/workflow.yaml"
+    params:
+        url=source_spec("url"),
+        sha256=source_spec("sha256"),
     script:
         "../scripts/source.py"
 
@@ -39,9 +45,12 @@ rule pretrain_source:
         source=_choice(TRAINED),
     conda:
         "../envs/workflow.yaml"
-    threads: config["finetune"]["threads"]
+    threads: config["pretrain"]["threads"]
     resources:
         gpu=1,
+    params:
+        settings=pretrain_settings,
+        state=lambda w: grid.state_path(f"results/sources/{w.source}"),
     script:
         "../scripts/pretrain_source.py"
 
@@ -56,5 +65,7 @@ rule random_source:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        spec=source_spec("random_init"),
     script:
         "../scripts/random_source.py"

@@ -3,11 +3,10 @@
 from pathlib import Path
 
 from robust_transfer import data
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-cfg = snakemake.config["data"]
+mirror = snakemake.params.mirror
 root = Path(snakemake.output.ready).parent
-mirror = Path(cfg["mirror"]) / snakemake.wildcards.loader if cfg.get("mirror") else None
-data.download(snakemake.wildcards.loader, root, mirror, cfg.get("offline", False))
+data.download(snakemake.wildcards.loader, root, Path(mirror) if mirror else None, snakemake.params.offline)
 Path(snakemake.output.ready).write_text("ok\n")

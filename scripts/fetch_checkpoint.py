@@ -3,14 +3,13 @@
 from pathlib import Path
 
 from robust_transfer.files import fetch
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-spec = snakemake.config["sources"][snakemake.wildcards.source]
 raw = Path(snakemake.output.raw)
 fetch(
-    spec["url"],
+    snakemake.params.url,
     raw,
-    spec.get("sha256"),
+    snakemake.params.sha256,
     fix=f"Fix sources.{snakemake.wildcards.source}.url (a local path works) or put the file at {raw}.",
 )

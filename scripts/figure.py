@@ -3,7 +3,7 @@
 import pandas as pd
 
 from robust_transfer import plots
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})

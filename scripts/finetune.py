@@ -1,7 +1,10 @@
 """Snakemake entry point: one fine-tuning run (dataset, source, k, n, seed)."""
 
+from robust_transfer.grid import Run
+from robust_transfer.joblog import to_log
 from robust_transfer.runs import run_job
-from robust_transfer.logs import to_log
 
 to_log(snakemake)
-run_job(snakemake.input, snakemake.output, snakemake.wildcards, snakemake.config, snakemake.threads)
+w = snakemake.wildcards
+run = Run(w.dataset, w.source, int(w.k), w.size, int(w.seed))
+run_job(snakemake.input, snakemake.output, run, snakemake.params.settings, snakemake.threads, snakemake.params.state)

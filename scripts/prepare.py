@@ -3,11 +3,10 @@
 from pathlib import Path
 
 from robust_transfer import data
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-spec = snakemake.config["datasets"][snakemake.wildcards.dataset]
-splits = data.prepare(spec, Path(snakemake.input.ready).parent)
+splits = data.prepare(snakemake.params.spec, Path(snakemake.input.ready).parent)
 for name, (images, labels) in splits.items():
     data.save_split(snakemake.output[name], images, labels)
     print(f"{name}: images {images.shape} {images.dtype}, {len(set(labels.tolist()))} classes")

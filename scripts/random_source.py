@@ -5,11 +5,11 @@ from pathlib import Path
 import torch
 
 from robust_transfer import checkpoints
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 from robust_transfer.models import resnet50
 
 to_log(snakemake)
-spec = snakemake.config["sources"][snakemake.wildcards.source]["random_init"]
+spec = snakemake.params.spec
 torch.manual_seed(spec["seed"])
 model = resnet50(width_per_group=spec.get("width_per_group", 64))
 checkpoints.save(model, Path(snakemake.output.weights), {"random_init_seed": spec["seed"]})

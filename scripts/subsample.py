@@ -3,7 +3,7 @@
 import numpy as np
 
 from robust_transfer import data
-from robust_transfer.logs import to_log
+from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 with np.load(snakemake.input.train) as f:

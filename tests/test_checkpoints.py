@@ -84,7 +84,12 @@ def test_convert_robustness_state_dict_key(tmp_path, source_sd):
 
 def test_convert_robustness_with_non_tensor_entries(tmp_path, source_sd):
     """Extra pickled Python objects (args, optimizer) next to the weights are ignored."""
-    payload = {"model": _robustness_sd(source_sd), "epoch": 90, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "args": {"arch": "resnet50"}}
+    payload = {
+        "model": _robustness_sd(source_sd),
+        "epoch": 90,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+        "args": {"arch": "resnet50"},
+    }
     _convert_and_check(tmp_path, payload, source_sd)
 
 

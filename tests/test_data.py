@@ -58,7 +58,12 @@ def write_cifar(root, loader, monkeypatch) -> dict:
         for name in files:
             n = 2 if loader == "cifar10" and split == "train" else 4  # CIFAR-10 train: 5 batches of 2
             x, y = random_pixels(rng, n, 32, 32, 3), rng.integers(0, n_classes, n)
-            entry = {"batch_label": name, "data": x.transpose(0, 3, 1, 2).reshape(n, 3072), label_key: y.tolist(), "filenames": [f"{name}_{i}.png" for i in range(n)]}
+            entry = {
+                "batch_label": name,
+                "data": x.transpose(0, 3, 1, 2).reshape(n, 3072),
+                label_key: y.tolist(),
+                "filenames": [f"{name}_{i}.png" for i in range(n)],
+            }
             if loader == "cifar100":
                 entry["coarse_labels"] = (y // 5).tolist()
             (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
@@ -128,7 +133,9 @@ def write_caltech(root) -> list[int]:
     for label, (category, (count, colour)) in enumerate(CALTECH.items()):
         (top / category).mkdir(parents=True)
         for i in range(count):
-            caltech_image(colour, CALTECH_SIZES[i % len(CALTECH_SIZES)]).save(top / category / f"image_{i + 1:04d}.jpg", quality=95)
+            caltech_image(colour, CALTECH_SIZES[i % len(CALTECH_SIZES)]).save(
+                top / category / f"image_{i + 1:04d}.jpg", quality=95
+            )
         labels += [label] * count
     (top / "BACKGROUND_Google").mkdir()
     for i in range(2):
@@ -259,8 +266,10 @@ def test_offline_missing_data_names_files(loader, tmp_path):
     with pytest.raises(data.MissingData) as err:
         data.download(loader, root, offline=True)
     message = str(err.value)
-    assert "offline" in message and f"Put them, at these relative paths (torchvision's layout), under {root}/" in message
-    for rel in data.TORCHVISION_FILES[loader]:
+    assert (
+        "offline" in message and f"Put them, at these relative paths (torchvision's layout), under {root}/" in message
+    )
+    for rel in data.LOADERS[loader].files:
         assert rel in message
 
 
@@ -284,9 +293,11 @@ def test_mirror_is_copied_into_empty_root(loader, tmp_path, monkeypatch):
     write(loader, mirror, monkeypatch)
     data.download(loader, root, mirror=mirror, offline=True)
     assert data.missing_files(loader, root) == []
-    for rel in data.TORCHVISION_FILES[loader]:
+    for rel in data.LOADERS[loader].files:
         src, dst = mirror / rel, root / rel
-        pairs = [(src, dst)] if src.is_file() else [(f, dst / f.relative_to(src)) for f in src.rglob("*") if f.is_file()]
+        pairs = (
+            [(src, dst)] if src.is_file() else [(f, dst / f.relative_to(src)) for f in src.rglob("*") if f.is_file()]
+        )
         assert pairs and all(a.read_bytes() == b.read_bytes() for a, b in pairs)
     for split in ("train", "test"):
         (got_x, got_y), (want_x, want_y) = data.read(loader, root, split), data.read(loader, mirror, split)
@@ -353,7 +364,9 @@ def test_digits_demo_classes_and_split(tmp_path):
     for images in (train_x, test_x):
         assert (images[..., 0] == images[..., 1]).all() and (images[..., 0] == images[..., 2]).all()
     want = np.round(d.images[keep] * 255 / 16).astype(np.uint8)
-    assert sorted(records(train_x[..., 0], train_y) + records(test_x[..., 0], test_y)) == records(want, d.target[keep] - 5)
+    assert sorted(records(train_x[..., 0], train_y) + records(test_x[..., 0], test_y)) == records(
+        want, d.target[keep] - 5
+    )
     again = data.prepare(spec, tmp_path)
     other = data.prepare({**spec, "split": {**DEMO_SPLIT, "seed": 1}}, tmp_path)
     np.testing.assert_array_equal(again["train"][0], out["train"][0])

@@ -187,4 +187,6 @@ def test_normalize_clamps_then_standardises():
     out = norm(x)
     expected = (1 - torch.tensor(models.MEAN)) / torch.tensor(models.STD)
     assert torch.allclose(out[0, :, 0, 0], expected)
-    assert torch.allclose(norm(torch.full((1, 3, 1, 1), -1.0))[0, :, 0, 0], -torch.tensor(models.MEAN) / torch.tensor(models.STD))
+    assert torch.allclose(
+        norm(torch.full((1, 3, 1, 1), -1.0))[0, :, 0, 0], -torch.tensor(models.MEAN) / torch.tensor(models.STD)
+    )

@@ -7,10 +7,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from matplotlib.colors import to_rgb
 
 from robust_transfer import grid, plots
-from test_workflow import REPO
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SIZES = ["100", "200", "400", "full"]
@@ -21,7 +21,20 @@ def summary(rows) -> pd.DataFrame:
     out = []
     for dataset, source, k, means in rows:
         for size, mean in zip(SIZES, means):
-            out.append(dict(dataset=dataset, source=source, k=k, size=size, n=size, mean=mean, ci_low=mean - 1, ci_high=mean + 1, runs=10, excluded=0))
+            out.append(
+                dict(
+                    dataset=dataset,
+                    source=source,
+                    k=k,
+                    size=size,
+                    n=size,
+                    mean=mean,
+                    ci_low=mean - 1,
+                    ci_high=mean + 1,
+                    runs=10,
+                    excluded=0,
+                )
+            )
     return pd.DataFrame(out)
 
 
@@ -54,7 +67,12 @@ def test_block_study_shades_light_to_full():
     spec = grid.figure_spec(CONFIG, "fig4a")
     fig = plots.draw(summary([("cifar10", "linf_8", k, [30, 40, 50, 60]) for k in (0, 1, 3, 9)]), spec)
     lines = fig.axes[0].get_lines()
-    assert [(ln.get_linestyle(), ln.get_marker()) for ln in lines] == [("None", "o"), ("-", "s"), ("-", "d"), ("-.", "None")]
+    assert [(ln.get_linestyle(), ln.get_marker()) for ln in lines] == [
+        ("None", "o"),
+        ("-", "s"),
+        ("-", "d"),
+        ("-.", "None"),
+    ]
     whiteness = [sum(to_rgb(ln.get_color())) for ln in lines]
     assert whiteness == sorted(whiteness, reverse=True) and to_rgb(lines[-1].get_color()) == to_rgb("C1")
     assert fig.axes[0].get_xlabel() == "Number of training images"  # one panel: its own labels
@@ -80,7 +98,10 @@ def test_delta_figure_triangles_and_line_only_legend():
 
 def test_table7_layout_groups_by_size_and_bolds_each_rows_best():
     spec = grid.figure_spec(CONFIG, "table7")
-    rows = [("cifar100", s, 3, [m + i for m in (8, 13, 18, 70)]) for i, s in enumerate(["natural", "l2_3", "linf_4", "linf_8"])]
+    rows = [
+        ("cifar100", s, 3, [m + i for m in (8, 13, 18, 70)])
+        for i, s in enumerate(["natural", "l2_3", "linf_4", "linf_8"])
+    ]
     rows.append(("cifar10", "natural", 3, [48, 57, 66, 95]))
     rows.append(("cifar10", "scratch", 16, [0, 0, 0, 96]))
     wide = plots.table(summary(rows), spec)
@@ -96,7 +117,11 @@ def test_table7_layout_groups_by_size_and_bolds_each_rows_best():
 
 def test_table2_transposed_models_as_rows():
     spec = grid.figure_spec(CONFIG, "table2")
-    rows = [(d, s, 3, [0, 0, 0, m + j]) for j, d in enumerate(spec["datasets"]) for s, m in (("l2_3", 83.7), ("natural", 79.1))]
+    rows = [
+        (d, s, 3, [0, 0, 0, m + j])
+        for j, d in enumerate(spec["datasets"])
+        for s, m in (("l2_3", 83.7), ("natural", 79.1))
+    ]
     rows += [(d, "l2_3 - natural", 3, [0, 0, 0, 4.6]) for d in spec["datasets"]]
     data = summary(rows)
     md = plots.markdown(plots.table(data[data["size"] == "full"], spec), spec).splitlines()

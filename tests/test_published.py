@@ -16,10 +16,19 @@ from robust_transfer import grid, plots, published, stats
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 LOGS = REFERENCE / "utrera2020_april_logs.csv"
-needs_logs = pytest.mark.skipif(not LOGS.exists(), reason=f"the authors' April-2020 logs are not beside the checkout ({LOGS})")
+needs_logs = pytest.mark.skipif(
+    not LOGS.exists(), reason=f"the authors' April-2020 logs are not beside the checkout ({LOGS})"
+)
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 COLUMNS = {"Natural": "natural", "Linf 4/255": "linf_4", "L2 eps=3": "l2_3", "Linf 8/255": "linf_8"}
-DATASETS = {"CIFAR-100": "cifar100", "CIFAR-10": "cifar10", "SVHN": "svhn", "FMNIST": "fmnist", "KMNIST": "kmnist", "MNIST": "mnist"}
+DATASETS = {
+    "CIFAR-100": "cifar100",
+    "CIFAR-10": "cifar10",
+    "SVHN": "svhn",
+    "FMNIST": "fmnist",
+    "KMNIST": "kmnist",
+    "MNIST": "mnist",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +37,8 @@ def runs():
 
 
 def summary(runs, fig, include_collapsed=False):
-    sel = grid.figure_selection(CONFIG, fig)
-    return stats.figure_summary(published.select(runs, sel), grid.figure_spec(CONFIG, fig), 0, include_collapsed=include_collapsed)
+    spec = grid.figure_statistics(CONFIG, fig)
+    return stats.figure_summary(stats.select(runs, spec), spec, 0, include_collapsed=include_collapsed)
 
 
 def test_codes_map_to_our_names():
@@ -51,7 +60,11 @@ def test_codes_map_to_our_names():
         }
     )
     out = published.to_run_table(logs)
-    assert out[["source", "k", "size", "classes"]].values.tolist() == [["l2_3", 9, "100", 100], ["linf_8", 1, "full", 10], ["scratch", 16, "full", 10]]
+    assert out[["source", "k", "size", "classes"]].values.tolist() == [
+        ["l2_3", 9, "100", 100],
+        ["linf_8", 1, "full", 10],
+        ["scratch", 16, "full", 10],
+    ]
     with pytest.raises(ValueError, match="unknown"):
         published.to_run_table(logs.assign(source_eps=[5, 3, 3]))
     with pytest.raises(ValueError, match=r"lack columns \['nat_prec1'\].*check published.url"):
@@ -59,6 +72,32 @@ def test_codes_map_to_our_names():
 
 
 @needs_logs
+def test_every_column_of_the_conversion():
+    """Each of the authors' columns lands in its own column of our run table, value for value:
+    distinct numbers per column, so a swapped or misnamed mapping shows."""
+    logs = pd.DataFrame(
+        {
+            "epoch": [21, 100],
+            "nat_prec1": [41.5, 42.5],
+            "nat_loss": [1.25, 1.5],
+            "train_prec1": [91.5, 92.5],
+            "train_loss": [0.125, 0.25],
+            "time": [33.0, 44.0],
+            "source_eps": [4, 4],
+            "target_ds": ["kmnist", "kmnist"],
+            "num_training_images": [400, 400],
+            "unfrozen_blocks": [3, 3],
+            "seed": [20300000, 20300000],
+        }
+    )
+    out = published.to_run_table(logs)
+    assert out.to_dict("records") == [
+        dict(dataset="kmnist", source="linf_4", k=3, size="400", n=400, seed=20300000, epoch=e, test_acc=a,
+             test_loss=tl, train_acc=ta, train_loss=trl, time=t, classes=10, epochs=100)
+        for e, a, tl, ta, trl, t in [(21, 41.5, 1.25, 91.5, 0.125, 33.0), (100, 42.5, 1.5, 92.5, 0.25, 44.0)]
+    ]  # fmt: skip
+
+
 def test_conversion_keeps_every_run(runs):
     keys = runs.drop_duplicates(stats.RUN_KEYS)
     assert len(keys) == 4812 and len(runs) == 29680
@@ -70,7 +109,9 @@ def test_conversion_keeps_every_run(runs):
 def test_table7_equals_the_paper_for_small_n(runs):
     """Every cell with n <= 1600 within 0.01 of the paper's Table 7 (the paper averaged all ten
     runs, the one collapsed run included, so this check includes it too)."""
-    wide = plots.table(summary(runs, "table7", include_collapsed=True), grid.figure_spec(CONFIG, "table7")).set_index(["dataset", "n"])
+    wide = plots.table(summary(runs, "table7", include_collapsed=True), grid.figure_spec(CONFIG, "table7")).set_index(
+        ["dataset", "n"]
+    )
     paper = pd.read_csv(REFERENCE / "utrera2021_table7.csv")
     paper = paper[paper["n"] != "All"].astype({"n": int})
     checked = 0
@@ -99,7 +140,9 @@ def test_the_collapsed_run_is_flagged_and_left_out(runs):
     """The one run that ended near chance (SVHN, natural, n=100) is flagged, left out of the
     default summary (and counted), and back in on request."""
     flagged = runs[runs["collapsed"]].drop_duplicates(stats.RUN_KEYS)
-    assert flagged[["dataset", "source", "k", "size", "seed"]].values.tolist() == [["svhn", "natural", 3, "100", 20100000]]
+    assert flagged[["dataset", "source", "k", "size", "seed"]].values.tolist() == [
+        ["svhn", "natural", 3, "100", 20100000]
+    ]
     cell = lambda s: s[(s["dataset"] == "svhn") & (s["source"] == "natural") & (s["size"] == "100")].iloc[0]  # noqa: E731
     default, included = cell(summary(runs, "table7")), cell(summary(runs, "table7", include_collapsed=True))
     assert (default["runs"], default["excluded"]) == (9, 1)
@@ -108,7 +151,20 @@ def test_the_collapsed_run_is_flagged_and_left_out(runs):
 
 
 def test_compare_reports_difference_and_overlap():
-    ours = pd.DataFrame({"dataset": ["a", "a"], "source": ["x", "x"], "k": [1, 1], "size": ["100", "full"], "n": [100, 500], "mean": [50.0, 60.0], "ci_low": [48.0, float("nan")], "ci_high": [52.0, float("nan")], "runs": [10, 1], "excluded": [0, 0]})
+    ours = pd.DataFrame(
+        {
+            "dataset": ["a", "a"],
+            "source": ["x", "x"],
+            "k": [1, 1],
+            "size": ["100", "full"],
+            "n": [100, 500],
+            "mean": [50.0, 60.0],
+            "ci_low": [48.0, float("nan")],
+            "ci_high": [52.0, float("nan")],
+            "runs": [10, 1],
+            "excluded": [0, 0],
+        }
+    )
     theirs = ours.assign(mean=[55.0, 61.0], ci_low=[53.0, 60.0], ci_high=[57.0, 62.0])
     out = stats.compare(ours, theirs).set_index("size")
     assert out.loc["100", "difference"] == -5.0 and out.loc["100", "ci_overlap"] == False  # noqa: E712
@@ -120,7 +176,23 @@ def test_snakemake_builds_every_published_figure(tmp_path):
     """The real rules: fetch (from the local mirror, sha256-checked), convert, aggregate, plot."""
     cfg = tmp_path / "published.yaml"
     cfg.write_text(yaml.safe_dump({"published": {**CONFIG["published"], "mirror": str(LOGS)}}))
-    cmd = [sys.executable, "-m", "snakemake", "-s", REPO / "Snakefile", "--directory", tmp_path, "--workflow-profile", "none", "--configfile", REPO / "config.yaml", cfg, "--cores", "2", "published_figures"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        REPO / "Snakefile",
+        "--directory",
+        tmp_path,
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        REPO / "config.yaml",
+        cfg,
+        "--cores",
+        "2",
+        "published_figures",
+    ]
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = tmp_path / "figures" / "published"
@@ -129,6 +201,7 @@ def test_snakemake_builds_every_published_figure(tmp_path):
             assert (out / f"{fig}.csv").exists() and (out / f"{fig}.md").exists()
         else:
             assert (out / f"{fig}.pdf").read_bytes().startswith(b"%PDF"), fig
-    assert "1 collapsed" in (tmp_path / "logs" / "published_runs.log").read_text()
+    assert "4812 runs" in (tmp_path / "logs" / "published_runs.log").read_text()
+    assert "; 1 collapsed run values left out" in (tmp_path / "logs" / "published_aggregate" / "table7.log").read_text()
     assert "1 collapsed run(s) left out" in (out / "table7.md").read_text()
     assert "No runs" in (out / "table2.md").read_text()  # Caltech-101 is not in the April logs

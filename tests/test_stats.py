@@ -25,7 +25,14 @@ def test_bootstrap_ci_equals_scipy():
     """Exactly scipy's percentile bootstrap of the mean with the same seeded rng."""
     values = [1.0, 2.0, 3.0, 4.0, 5.0]
     for seed in (0, 3):
-        ref = bootstrap((np.array(values),), np.mean, n_resamples=1000, confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+        ref = bootstrap(
+            (np.array(values),),
+            np.mean,
+            n_resamples=1000,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
         assert stats.bootstrap_ci(values, seed=seed, resamples=1000) == (float(ref.low), float(ref.high))
 
 
@@ -64,7 +71,17 @@ def test_bootstrap_ci_accepts_series():
 # --- per-run table ----------------------------------------------------------------------
 
 
-def _log(dataset="cifar10", source="natural", k=3, size="100", seed=1, accs=(30.0, 50.0, 40.0), epochs=(1, 21, 100), classes=10, losses=None):
+def _log(
+    dataset="cifar10",
+    source="natural",
+    k=3,
+    size="100",
+    seed=1,
+    accs=(30.0, 50.0, 40.0),
+    epochs=(1, 21, 100),
+    classes=10,
+    losses=None,
+):
     losses = losses or [1.0] * len(accs)
     return pd.DataFrame(
         {
@@ -95,7 +112,11 @@ def runs() -> pd.DataFrame:
     near = _log(source="l2_3", seed=2, accs=(30.0, 20.0, 15.0))  # 15 <= 1.5 x 10: collapsed
     above = _log(source="l2_3", seed=3, accs=(30.0, 20.0, 15.5))  # just above the margin
     # shuffled rows: nothing may depend on the file order
-    return pd.concat([good, chance, nan_loss, inf_loss, near, above], ignore_index=True).sample(frac=1, random_state=0).reset_index(drop=True)
+    return (
+        pd.concat([good, chance, nan_loss, inf_loss, near, above], ignore_index=True)
+        .sample(frac=1, random_state=0)
+        .reset_index(drop=True)
+    )
 
 
 def _flags(flagged):
@@ -147,7 +168,16 @@ def test_per_run_final_best_epoch(runs):
     assert len(ep) == 12
     got = ep.set_index(["source", "seed", "epoch"])["value"]
     assert got[("natural", 1, 1)] == 30.0 and got[("natural", 1, 100)] == 40.0
-    assert set(stats.per_run(flagged, "final").columns) == {"dataset", "source", "k", "size", "seed", "n", "collapsed", "value"}
+    assert set(stats.per_run(flagged, "final").columns) == {
+        "dataset",
+        "source",
+        "k",
+        "size",
+        "seed",
+        "n",
+        "collapsed",
+        "value",
+    }
     with pytest.raises(ValueError):
         stats.per_run(flagged, "median")
 
@@ -174,7 +204,12 @@ def test_summarize_excludes_collapsed_by_default(runs):
 def test_summarize_sorts_sizes_full_last():
     """Summaries list sizes in numeric order with "full" last (sort_sizes' purpose)."""
     values = pd.DataFrame(
-        {"dataset": "d", "size": ["full", "1600", "200", "full", "200"], "value": [1.0, 2.0, 3.0, 4.0, 5.0], "collapsed": False}
+        {
+            "dataset": "d",
+            "size": ["full", "1600", "200", "full", "200"],
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "collapsed": False,
+        }
     )
     out = stats.summarize(values, ["dataset", "size"])
     assert out["size"].tolist() == ["200", "1600", "full"]
@@ -188,8 +223,21 @@ def _values():
     rows = []
     for seed, (a, b) in enumerate([(60.0, 55.0), (62.0, 50.0), (58.0, 59.0)]):
         for source, v in (("l2_3", a), ("natural", b), ("linf_8", 1.0)):
-            rows.append(dict(dataset="cifar10", source=source, k=3, size="100", n=100, seed=20000000 + 100000 * seed, value=v, collapsed=(source == "natural" and seed == 2)))
-    rows.append(dict(dataset="cifar10", source="l2_3", k=3, size="100", n=100, seed=99, value=70.0, collapsed=False))  # unpaired
+            rows.append(
+                dict(
+                    dataset="cifar10",
+                    source=source,
+                    k=3,
+                    size="100",
+                    n=100,
+                    seed=20000000 + 100000 * seed,
+                    value=v,
+                    collapsed=(source == "natural" and seed == 2),
+                )
+            )
+    rows.append(
+        dict(dataset="cifar10", source="l2_3", k=3, size="100", n=100, seed=99, value=70.0, collapsed=False)
+    )  # unpaired
     return pd.DataFrame(rows)
 
 
@@ -222,3 +270,62 @@ def test_paired_delta_does_not_pair_across_sizes():
     v = _values()
     v.loc[v.source == "natural", "size"] = "200"
     assert stats.paired_delta(v, "source", "l2_3", "natural").empty
+
+
+# --- a delta figure's numbers, end to end ------------------------------------------------
+
+
+def _delta_runs():
+    """Two sources x 6 seeds, logged at epochs 1 and 2, with one unpaired extra run."""
+    rows = []
+    a = [61.0, 64.0, 58.0, 66.0, 60.0, 63.0]
+    b = [55.0, 50.0, 59.0, 52.0, 57.0, 51.0]
+    for source, finals in (("l2_3", a), ("natural", b)):
+        for i, final in enumerate(finals):
+            for epoch, acc in ((1, final - 20), (2, final)):
+                rows.append(_row(source, 20000000 + 100000 * i, epoch, acc))
+    rows += [_row("l2_3", 99, 1, 10.0), _row("l2_3", 99, 2, 99.0)]  # no natural partner
+    return pd.DataFrame(rows), np.array(a) - np.array(b)
+
+
+def _row(source, seed, epoch, acc):
+    return dict(
+        dataset="cifar10", source=source, k=3, size="100", n=100, seed=seed, epoch=epoch, test_acc=acc,
+        test_loss=1.0, train_acc=90.0, train_loss=0.1, classes=10, epochs=2,
+    )  # fmt: skip
+
+
+SPEC = {"kind": "delta", "metric": "final", "delta": {"by": "source", "a": "l2_3", "b": "natural"}}
+
+
+def test_delta_figure_mean_and_ci_are_those_of_the_paired_differences():
+    """The mean of seed-paired differences and the bootstrap CI of that mean, as numbers: not
+    a difference of unpaired means (the extra l2_3 run at 99 % would move that) and not a CI
+    built from the two sources' own spreads."""
+    runs, diffs = _delta_runs()
+    out = stats.figure_summary(stats.flag_collapsed(runs), SPEC, seed=0)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["source"] == "l2_3 - natural" and row["runs"] == 6
+    assert row["mean"] == pytest.approx(diffs.mean()) == pytest.approx(np.mean([6, 14, -1, 14, 3, 12]))
+    ref = bootstrap((diffs,), np.mean, n_resamples=1000, method="percentile", rng=np.random.default_rng(0))
+    assert (row["ci_low"], row["ci_high"]) == (ref.confidence_interval.low, ref.confidence_interval.high)
+
+
+def test_the_bootstrap_seed_reaches_the_figures_ci():
+    runs, diffs = _delta_runs()
+    flagged = stats.flag_collapsed(runs)
+    s0 = stats.figure_summary(flagged, SPEC, seed=0).iloc[0]
+    s0_again = stats.figure_summary(flagged, SPEC, seed=0).iloc[0]
+    s7 = stats.figure_summary(flagged, SPEC, seed=7).iloc[0]
+    assert (s0["ci_low"], s0["ci_high"]) == (s0_again["ci_low"], s0_again["ci_high"])
+    assert (s0["ci_low"], s0["ci_high"]) != (s7["ci_low"], s7["ci_high"])
+    assert (s7["ci_low"], s7["ci_high"]) == stats.bootstrap_ci(diffs, seed=7)
+
+
+def test_best_epoch_metric_picks_each_runs_maximum():
+    runs, _ = _delta_runs()
+    runs.loc[(runs.epoch == 1) & (runs.source == "natural"), "test_acc"] = 80.0  # epoch 1 best
+    out = stats.figure_summary(stats.flag_collapsed(runs), {**SPEC, "metric": "best"}, seed=0).iloc[0]
+    a_best = np.array([61.0, 64.0, 58.0, 66.0, 60.0, 63.0])
+    assert out["mean"] == pytest.approx((a_best - 80.0).mean())

@@ -60,7 +60,9 @@ def test_n_equals_classes_one_per_class(labels):
         assert sorted(labels[idx].tolist()) == list(range(10))
 
 
-@pytest.mark.parametrize("n, seed", [(10, 1), (25, 20000000), (100, 20100000), (100, 20900000), (1600, 20500000), (3000, 7)])
+@pytest.mark.parametrize(
+    "n, seed", [(10, 1), (25, 20000000), (100, 20100000), (100, 20900000), (1600, 20500000), (3000, 7)]
+)
 def test_equals_authors_algorithm(labels, n, seed):
     """Bit-for-bit the authors' subsets (Python's random, seeded by the run's seed)."""
     assert np.array_equal(subset(labels, n, seed), authors_make_mask(labels, n, seed))

@@ -1,26 +1,18 @@
-"""Schedules, seeds, augmentation, a tiny fine-tuning run and the PGD attack."""
+"""The training loop: lr schedule, a tiny fine-tuning run, device-resident inputs and PGD."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-import yaml
 
-from robust_transfer import grid, train
-from robust_transfer.augment import augment
+from robust_transfer import train
 from robust_transfer.models import prepare_for_transfer, resnet50
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def config() -> dict:
-    return yaml.safe_load(CONFIG.read_text())
 
 
 # --- learning-rate schedule -------------------------------------------------------------
@@ -55,136 +47,6 @@ def test_lr_at_few_epochs():
     assert train.lr_at(1, 0.1, 2) == pytest.approx(0.01)
 
 
-# --- grid: schedules and seeds ----------------------------------------------------------
-
-
-@pytest.mark.parametrize("size", [100, 200, 400, 800, 1600, "100", "1600"])
-def test_schedule_small_sizes(config, size):
-    """n <= 1600: 100 epochs, evaluated at 1, 21, 41, 61, 81, 100."""
-    assert grid.schedule(config, size) == {"epochs": 100, "eval_epochs": [1, 21, 41, 61, 81, 100]}
-
-
-@pytest.mark.parametrize("size", [3200, "3200", 6400, 25600, "full"])
-def test_schedule_large_sizes(config, size):
-    """n >= 3200 and the full set: 150 epochs, evaluated at 1, 11, ..., 141, 150."""
-    expected = list(range(1, 142, 10)) + [150]
-    assert expected[:3] == [1, 11, 21] and expected[-2:] == [141, 150]
-    assert grid.schedule(config, size) == {"epochs": 150, "eval_epochs": expected}
-
-
-def test_schedule_fig3_epochs_are_logged(config):
-    """Fig 3 reads epochs 11, 21, 41, 81, 150 of n=3200 runs: all must be logged."""
-    evals = grid.schedule(config, 3200)["eval_epochs"]
-    assert {11, 21, 41, 81, 150} <= set(evals)
-
-
-@pytest.mark.parametrize("size", [100, 1600, 3200, 6400, "6400"])
-def test_seeds_ten(config, size):
-    """10 seeds 20000000 + 100000 i for n <= 6400."""
-    assert grid.seeds(config, size) == [20000000 + 100000 * i for i in range(10)]
-
-
-@pytest.mark.parametrize("size", [12800, "12800", 25600, "25600"])
-def test_seeds_five(config, size):
-    assert grid.seeds(config, size) == [20000000 + 100000 * i for i in range(5)]
-
-
-def test_seeds_full(config):
-    assert grid.seeds(config, "full") == [20000000]
-
-
-# --- augmentation -----------------------------------------------------------------------
-
-
-def _batch(n=6, h=12, w=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, h, w, generator=g)
-
-
-def test_augment_same_seed_same_output():
-    """Every draw comes from the run's generator and Python's `random` (the jitter order), both
-    seeded per run (train.seed_everything): same seeds, same augmented batch."""
-    import random
-
-    x = _batch()
-    random.seed(5)
-    a = augment(x, torch.Generator().manual_seed(5))
-    random.seed(5)
-    b = augment(x, torch.Generator().manual_seed(5))
-    c = augment(x, torch.Generator().manual_seed(6))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-
-
-def test_augment_shape_and_range():
-    """All four augmentations on: shape kept, values in [0, 1], input not modified."""
-    x = _batch(n=16)
-    x0 = x.clone()
-    for s in range(5):
-        out = augment(x, torch.Generator().manual_seed(s), pad=4, flip=True, jitter=0.25, degrees=2)
-        assert out.shape == x.shape
-        assert out.min() >= 0 and out.max() <= 1
-    assert torch.equal(x, x0)
-
-
-def _shift(img, dy, dx):
-    """out[y, x] = img[y + dy, x + dx], zero outside."""
-    out = torch.zeros_like(img)
-    h, w = img.shape[-2:]
-    for y in range(h):
-        for x in range(w):
-            sy, sx = y + dy, x + dx
-            if 0 <= sy < h and 0 <= sx < w:
-                out[:, y, x] = img[:, sy, sx]
-    return out
-
-
-def test_augment_pad_is_integer_shift_with_zero_fill():
-    """RandomCrop(padding=4) == an integer shift in [-4, 4] with zero fill: each image equals
-    the input shifted by exactly one such (dy, dx), and the shifts vary across images."""
-    x = _batch(n=8, h=10, w=10) * 0.9 + 0.05  # no zeros in the input: fill is recognisable
-    out = augment(x, torch.Generator().manual_seed(3), pad=4, flip=False, jitter=0, degrees=0)
-    shifts = []
-    for i in range(len(x)):
-        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if torch.equal(out[i], _shift(x[i], dy, dx))]
-        assert len(found) == 1, f"image {i}: not an exact integer shift"
-        shifts.append(found[0])
-    assert len(set(shifts)) > 1
-
-
-def test_augment_flip_only_mirrors():
-    """flip alone: each image is the input or its exact horizontal mirror."""
-    x = _batch(n=16)
-    out = augment(x, torch.Generator().manual_seed(0), pad=0, flip=True, jitter=0, degrees=0)
-    kinds = []
-    for i in range(len(x)):
-        same, mirrored = torch.equal(out[i], x[i]), torch.equal(out[i], x[i].flip(-1))
-        assert same or mirrored
-        kinds.append(mirrored)
-    assert any(kinds) and not all(kinds)
-
-
-def test_augment_all_disabled_is_identity():
-    x = _batch()
-    out = augment(x, torch.Generator().manual_seed(0), pad=0, flip=False, jitter=0, degrees=0)
-    assert torch.equal(out, x)
-
-
-def test_augment_jitter_only_keeps_geometry():
-    """Colour jitter moves no pixel: on grey images (saturation is then a no-op, brightness
-    and contrast are increasing maps) each output image is a non-decreasing function of its
-    input, pixel by pixel, and stays grey; yet values do change."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(4, 1, 8, 8, generator=g).expand(4, 3, 8, 8).contiguous()
-    out = augment(x, torch.Generator().manual_seed(1), pad=0, flip=False, jitter=0.25, degrees=0)
-    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
-    assert not torch.equal(out, x)
-    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 0], out[:, 2], atol=1e-6)
-    for i in range(len(x)):
-        order = x[i, 0].flatten().argsort()
-        assert (out[i, 0].flatten()[order].diff() >= -1e-6).all()
-
-
 # --- a tiny fine-tuning run -------------------------------------------------------------
 
 CFG = {
@@ -211,7 +73,8 @@ def _finetune(seed=7, k=3):
     torch.manual_seed(0)
     model = prepare_for_transfer(resnet50(width_per_group=8), 5, k)
     lines = []
-    rows = train.finetune(model, _data(40, 1), _data(20, 2), CFG, 3, [1, 3], seed, CPU, progress=lines.append)
+    cfg = {**CFG, "epochs": 3, "eval_epochs": [1, 3]}
+    rows = train.finetune(model, _data(40, 1), _data(20, 2), cfg, seed, CPU, progress=lines.append)
     return rows, model, lines
 
 
@@ -261,8 +124,8 @@ def test_finetune_frozen_blocks_untouched_bn_stats_move():
     torch.manual_seed(0)
     model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = {**CFG, "batch_size": 20}
-    train.finetune(model, _data(40, 1), _data(10, 2), cfg, 1, [1], 0, CPU, progress=lambda s: None)
+    cfg = {**CFG, "batch_size": 20, "epochs": 1, "eval_epochs": [1]}
+    train.finetune(model, _data(40, 1), _data(10, 2), cfg, 0, CPU, progress=lambda s: None)
     after = model.state_dict()
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -351,3 +214,113 @@ def test_make_attack():
     x = torch.rand(3, 3, 2, 2)
     adv = attack(model, x, torch.tensor([0, 1, 0]))
     assert (adv - x).abs().max() <= 0.1 + 1e-6
+
+
+# --- what the loop trains on, how it evaluates, its lr at every epoch ---------------------
+
+
+def _tiny_cfg(**kw):
+    return {**CFG, "epochs": 2, "eval_epochs": [1, 2], **kw}
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+def test_run_job_trains_on_exactly_the_subset(tmp_path):
+    """A real job (runs.run_job: files in, files out) on a training split with a 12-image subset
+    gives exactly the numbers of the same job on a split holding only those 12 images: the run
+    sees the subset (count and identity), nothing else of the split."""
+    from types import SimpleNamespace
+
+    from robust_transfer import checkpoints, data, grid, runs
+
+    images, labels = _data(60, 3)
+    idx = np.sort(np.random.default_rng(0).choice(60, 12, replace=False))
+    torch.manual_seed(0)
+    checkpoints.save(resnet50(num_classes=5, width_per_group=8), tmp_path / "source.pt", {})
+    data.save_split(tmp_path / "test.npz", *_data(20, 4))
+    settings = {**_tiny_cfg(), "head_std": 1.0, "device": "cpu", "deterministic": True}
+    results = []
+    for name, (x, y), subset in [("all", (images, labels), idx), ("only", (images[idx], labels[idx]), np.arange(12))]:
+        data.save_split(tmp_path / f"{name}.npz", x, y)
+        np.save(tmp_path / f"{name}.npy", subset)
+        inputs = SimpleNamespace(
+            train=tmp_path / f"{name}.npz",
+            test=tmp_path / "test.npz",
+            subset=tmp_path / f"{name}.npy",
+            source=tmp_path / "source.pt",
+        )
+        outputs = SimpleNamespace(metrics=tmp_path / f"{name}.csv", meta=tmp_path / f"{name}.json")
+        runs.run_job(inputs, outputs, grid.Run("d", "s", 1, "12", 5), settings)
+        results.append(pd.read_csv(outputs.metrics).drop(columns="time"))
+    pd.testing.assert_frame_equal(results[0], results[1])
+    assert (results[0]["n"] == 12).all()
+    # accuracies are over 12 images: multiples of 1/12
+    assert np.allclose(results[0]["train_acc"] * 12 / 100, np.round(results[0]["train_acc"] * 12 / 100))
+
+
+def test_evaluate_runs_in_eval_mode():
+    """Evaluation uses BatchNorm's running statistics and leaves them (and the weights) alone,
+    even when called mid-training on a model in train mode."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    loop = train.start(model, _data(32, 1), _data(24, 2), _tiny_cfg(), 0, CPU)
+    train.train_epoch(loop)
+    assert loop.net.training
+    before = {k: v.clone() for k, v in loop.net.state_dict().items()}
+    acc, loss = train.evaluate(loop.net, *loop.test, loop.cfg)
+    after = loop.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    x, y = loop.test
+    loop.net.eval()
+    with torch.no_grad():
+        out = loop.net(train.inputs(x, 16))
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(out, y).item(), rel=1e-5)
+    assert acc == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
+
+
+@pytest.mark.parametrize("epochs, drops, gamma", [(6, 3, 0.1), (6, 2, 0.5), (7, 3, 0.2), (4, 1, 0.1)])
+def test_the_loop_sets_the_scheduled_lr_every_epoch(epochs, drops, gamma):
+    """The real loop's lr at every epoch is lr x gamma^(epoch // (epochs // drops)), with the
+    config's drops and gamma (logged per evaluation epoch; every epoch is evaluated here)."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 0)
+    cfg = _tiny_cfg(
+        epochs=epochs, eval_epochs=list(range(1, epochs + 1)), lr=0.1, lr_drops=drops, lr_gamma=gamma, input_size=8
+    )
+    rows = train.finetune(model, _data(16, 1), _data(8, 2), cfg, 0, CPU, progress=lambda s: None)
+    step = max(1, epochs // drops)
+    assert [r["lr"] for r in rows] == pytest.approx([0.1 * gamma ** ((e - 1) // step) for e in range(1, epochs + 1)])
+
+
+def test_pgd_default_step_is_two_and_a_half_eps_over_steps(linear_model):
+    """make_attack without step_size uses Madry et al.'s 2.5 eps / steps, exactly."""
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 4, (8,), generator=torch.Generator().manual_seed(1))
+    spec = {"norm": "l2", "eps": 1.0, "steps": 4}
+    attack = train.make_attack(spec, torch.Generator().manual_seed(3))
+    got = attack(linear_model, x, y)
+    expected = train.pgd(linear_model, x, y, "l2", 1.0, 4, 2.5 * 1.0 / 4, torch.Generator().manual_seed(3))
+    other = train.pgd(linear_model, x, y, "l2", 1.0, 4, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(got, expected) and not torch.equal(got, other)
+    explicit = train.make_attack({**spec, "step_size": 0.2}, torch.Generator().manual_seed(3))(linear_model, x, y)
+    assert torch.equal(explicit, other)
+
+
+def test_adversarial_evaluation_is_below_clean():
+    """evaluate with an attack: accuracy on PGD examples of each batch is far below the clean one
+    (a linear model that separates the data exactly; an Linf step of 0.1 per pixel flips most)."""
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 4, 4)
+    y = (x.mean(dim=(1, 2, 3)) > 0.5).long()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    with torch.no_grad():  # logit(1) - logit(0) = 20 (sum of pixels - 24): class 1 iff mean > 0.5
+        model[1].weight.copy_(torch.stack([-torch.ones(48), torch.ones(48)]) * 10)
+        model[1].bias.copy_(torch.tensor([240.0, -240.0]))
+    cfg = {"eval_batch_size": 16, "input_size": 4, "amp": "none"}
+    xs = (x * 255).round().to(torch.uint8)
+    clean, _ = train.evaluate(model, xs, y, cfg)
+    attack = train.make_attack({"norm": "linf", "eps": 0.1, "steps": 3}, torch.Generator().manual_seed(0))
+    adv, _ = train.evaluate(model, xs, y, cfg, attack)
+    assert clean > 90 and adv < clean - 20

@@ -1,4 +1,4 @@
-"""Send a Snakemake job's output to its log file."""
+"""Send a Snakemake job's output to its `log:` file."""
 
 from __future__ import annotations
 

@@ -1,0 +1,106 @@
+"""The grid: schedules, seeds, run settings per job, figure selections, source kinds."""
+
+from __future__ import annotations
+
+import pytest
+
+from robust_transfer import grid
+
+
+@pytest.mark.parametrize("size", [100, 200, 400, 800, 1600, "100", "1600"])
+def test_schedule_small_sizes(config, size):
+    """n <= 1600: 100 epochs, evaluated at 1, 21, 41, 61, 81, 100."""
+    assert grid.schedule(config["finetune"], size) == {"epochs": 100, "eval_epochs": [1, 21, 41, 61, 81, 100]}
+
+
+@pytest.mark.parametrize("size", [3200, "3200", 6400, 25600, "full"])
+def test_schedule_large_sizes(config, size):
+    """n >= 3200 and the full set: 150 epochs, evaluated at 1, 11, ..., 141, 150."""
+    expected = list(range(1, 142, 10)) + [150]
+    assert expected[:3] == [1, 11, 21] and expected[-2:] == [141, 150]
+    assert grid.schedule(config["finetune"], size) == {"epochs": 150, "eval_epochs": expected}
+
+
+def test_schedule_fig3_epochs_are_logged(config):
+    """Fig 3 reads epochs 11, 21, 41, 81, 150 of n=3200 runs: all must be logged."""
+    evals = grid.schedule(config["finetune"], 3200)["eval_epochs"]
+    assert {11, 21, 41, 81, 150} <= set(evals)
+
+
+@pytest.mark.parametrize("size", [100, 1600, 3200, 6400, "6400"])
+def test_seeds_ten(config, size):
+    """10 seeds 20000000 + 100000 i for n <= 6400."""
+    assert grid.seeds(config, size) == [20000000 + 100000 * i for i in range(10)]
+
+
+@pytest.mark.parametrize("size", [12800, "12800", 25600, "25600"])
+def test_seeds_five(config, size):
+    assert grid.seeds(config, size) == [20000000 + 100000 * i for i in range(5)]
+
+
+def test_seeds_full(config):
+    assert grid.seeds(config, "full") == [20000000]
+
+
+def test_run_settings_resolve_the_schedule_and_drop_placement(config):
+    """A run's settings: the finetune section with epochs and evaluation epochs of its size
+    instead of the schedule table, without threads (where it runs is not what it computes)."""
+    small, large = grid.run_settings(config, 100), grid.run_settings(config, "full")
+    assert small["epochs"] == 100 and small["eval_epochs"] == [1, 21, 41, 61, 81, 100]
+    assert large["epochs"] == 150 and large["eval_epochs"][-1] == 150
+    assert "schedule" not in small and "threads" not in small
+    assert small["lr"] == 0.1 and small["head_std"] == 1.0 and small["augment"]["pad"] == 4
+
+
+def test_pretrain_settings_override_the_pretrain_section(config):
+    config["sources"]["mine"] = {"train": {"dataset": "cifar10", "seed": 3, "lr": 0.05, "attack": None}}
+    cfg = grid.pretrain_settings(config, "mine")
+    assert cfg["lr"] == 0.05 and cfg["epochs"] == config["pretrain"]["epochs"] and cfg["seed"] == 3
+    assert "threads" not in cfg
+
+
+def test_source_kinds(config):
+    assert grid.sources_of_kind(config, "url")[:4] == ["natural", "l2_3", "linf_4", "linf_8"]
+    assert grid.sources_of_kind(config, "random_init") == ["scratch"]
+    assert grid.source_kind({"url": None, "train": {"dataset": "d", "seed": 0}}) == "train"
+    with pytest.raises(ValueError, match="exactly one of"):
+        grid.source_kind({"url": "x", "train": {"dataset": "d", "seed": 0}})
+    with pytest.raises(ValueError, match="exactly one of"):
+        grid.source_kind({"note": "nothing"})
+
+
+def test_run_path_is_spelled_once():
+    run = grid.Run("cifar10", "l2_3", 3, "full", 20000000)
+    assert run.path == "results/runs/cifar10/l2_3/k3/nfull/s20000000"
+    assert run.path == grid.RUN.format(dataset="cifar10", source="l2_3", k=3, size="full", seed=20000000)
+
+
+def test_delta_selection_and_defaults(config):
+    sel = grid.figure_selection(config, "fig5c")
+    assert sel["sources"] == ["linf_4", "linf_8"] and sel["k"] == [1]
+    assert sel["datasets"] == config["grid"]["datasets"] and sel["sizes"][-1] == "full"
+    table2 = grid.figure_selection(config, "table2")
+    assert table2["sources"] == ["l2_3", "natural"]
+
+
+def test_figure_statistics_hold_no_look(config):
+    """Aggregation depends on the selection, metric and delta; a y range or title is look."""
+    stats = grid.figure_statistics(config, "fig2b")
+    assert stats["metric"] == "final" and stats["delta"]["a"] == "l2_3"
+    assert "ylim" not in stats and "title" not in stats and "legend" not in stats
+
+
+def test_paper_ylim_switch(config):
+    assert grid.figure_spec(config, "fig5c")["ylim"] == [-8, 14]
+    config["paper_ylim"] = False
+    assert "ylim" not in grid.figure_spec(config, "fig5c")
+
+
+def test_demo_overlay_declares_each_figure_once(paper_config, demo_config):
+    """The demo is an overlay: same figures as the paper (none added), each with the paper's
+    kind and statistics unless the overlay changes a key."""
+    assert list(demo_config["figures"]) == list(paper_config["figures"])
+    for fig, spec in demo_config["figures"].items():
+        assert spec["kind"] == paper_config["figures"][fig]["kind"]
+    assert grid.source_kind(demo_config["sources"]["l2_3"]) == "train"
+    assert all(r.dataset in ("digits", "lfw", "lfw_8", "lfw_lowpass") for r in grid.all_runs(demo_config))
