@@ -42,7 +42,7 @@ def main():
     labels = rng.integers(0, 10, a.n)
     test = (images[:256], labels[:256])
     # the paper's fine-tuning settings, as the jobs run them; only size, batch and AMP vary here
-    base = grid.run_settings(yaml.safe_load(CONFIG.read_text()), a.n)
+    base = grid.run_settings(yaml.safe_load(CONFIG.read_text()), "cifar10", "natural", a.n)
     cfg = {**base, "input_size": a.input_size, "batch_size": a.batch_size, "amp": a.amp}
     devices.setup(a.threads, cfg["deterministic"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{a.threads}"

@@ -21,7 +21,7 @@ def _uniform(n, low, high, gen, device):
 
 
 def _grey(x):  # torchvision's rgb_to_grayscale weights
-    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
 def _warp(x, theta):
@@ -86,3 +86,19 @@ def augment(
 ):
     """The paper's train augmentation of x: (N, 3, H, W) floats in [0, 1] on any device."""
     return apply(x, draw(len(x), gen, x.device, pad, flip, jitter, degrees))
+
+
+def crop(x: torch.Tensor, extents: torch.Tensor, size: int, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """RandomCrop(size, padding=pad) of whole images of different sizes, batched: per image a
+    size x size window at a top-left offset uniform over [-pad, h - size + pad] x [-pad, w - size
+    + pad] of its true extent (zero outside it), as torchvision's RandomCrop on each image.
+    x: a canvas (N, C, H, W) with each image in its top left corner; extents: (N, 2) (h, w)."""
+    n, dev = len(x), x.device
+    span = extents - size + 2 * pad + 1  # offsets to choose from, per image and axis
+    offset = (torch.rand(n, 2, generator=gen, device=dev) * span).floor().long() - pad
+    steps = torch.arange(size, device=dev)
+    rows, cols = offset[:, :1] + steps, offset[:, 1:] + steps  # (n, size) each
+    inside = ((rows >= 0) & (rows < extents[:, :1]))[:, :, None] & ((cols >= 0) & (cols < extents[:, 1:]))[:, None, :]
+    r, c = rows.clamp(0, x.shape[2] - 1), cols.clamp(0, x.shape[3] - 1)
+    out = x[torch.arange(n, device=dev)[:, None, None], :, r[:, :, None], c[:, None, :]]  # (n, size, size, C)
+    return (out * inside[..., None].to(out.dtype)).permute(0, 3, 1, 2).contiguous()

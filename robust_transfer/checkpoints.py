@@ -1,5 +1,10 @@
 """Source checkpoints: convert to one canonical, tensors-only file (downloads: files.fetch).
 
+Downloaded files are never fully unpickled: they load with ``torch.load(weights_only=True)``,
+which builds tensors, containers and numbers only; the few other types a robustness-library
+checkpoint really holds (NumPy scalars for its accuracies, an argparse Namespace of plain
+values) are admitted by name. Anything else is refused before it runs.
+
 Canonical file (loads with ``torch.load(weights_only=True)``)::
 
     {"arch": "resnet50", "width_per_group": int, "num_classes": int,
@@ -8,8 +13,14 @@ Canonical file (loads with ``torch.load(weights_only=True)``)::
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
+import pickle
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .models import resnet50
@@ -19,13 +30,54 @@ class BadCheckpoint(ValueError):
     pass
 
 
-def _load_any(path: Path) -> dict:
+def _safe_globals() -> list:
+    """What a robustness-library checkpoint holds besides tensors: NumPy scalars and their
+    dtypes (best_prec1 and friends), and an argparse Namespace of settings."""
+    scalar = getattr(np, "_core", np.core).multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    return [scalar, np.dtype, *dtypes, argparse.Namespace]
+
+
+def safe_load(path: Path):
+    """torch.load with weights_only=True and the robustness library's few extra types; a file
+    that needs anything else (a function, a class that runs code) raises BadCheckpoint naming
+    the file, what it asked for, and the fix."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        # robustness-library files pickle extra Python objects (args, sometimes with dill);
-        # the source is a file the config names (and sha256-pins), so a full load is acceptable.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with _admitting(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise BadCheckpoint(
+            f"{path}: refused to unpickle {_found(path, err)}. A checkpoint may hold tensors, containers, numbers, "
+            "NumPy scalars and an argparse Namespace only; anything else could run code when loaded. Fix: load it "
+            "yourself where you trust it and re-save the weights (torch.save(model.state_dict(), path)), or point "
+            "the source's url at a trusted copy."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:  # truncated, not a torch file
+        raise BadCheckpoint(
+            f"{path}: not a readable torch checkpoint ({err}). Fix: delete it so that it is fetched again "
+            "(a truncated download), or check the source's url."
+        ) from None
+
+
+def _admitting(names):
+    if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
+        return torch.serialization.safe_globals(names)
+    torch.serialization.add_safe_globals(names)  # torch 2.4: process-wide
+    return contextlib.nullcontext()
+
+
+def _found(path: Path, err: Exception) -> str:
+    """The globals the file asks for that are not allowed (the type found)."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in _safe_globals()}
+        names = [g for g in unsafe if g not in allowed]
+        if names:
+            return ", ".join(names)
+    except Exception:  # older torch, or not a zip checkpoint: fall back to the message
+        pass
+    m = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return m.group(1) if m else f"an object ({str(err).splitlines()[0][:200]})"
 
 
 def to_torchvision(obj: dict) -> dict[str, torch.Tensor]:
@@ -45,7 +97,7 @@ def to_torchvision(obj: dict) -> dict[str, torch.Tensor]:
 
 def convert(src: Path, dest: Path, meta: dict | None = None) -> dict:
     """Convert a downloaded checkpoint into the canonical file; strict-loads it to check."""
-    sd = to_torchvision(_load_any(src))
+    sd = to_torchvision(safe_load(src))
     if "fc.weight" not in sd:
         raise BadCheckpoint(f"{src}: no ResNet weights found (keys start: {sorted(sd)[:5]})")
     width = sd["layer1.0.conv1.weight"].shape[0]
@@ -66,13 +118,15 @@ def save(model, dest: Path, meta: dict) -> dict:
         "meta": {k: str(v) for k, v in meta.items()},
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, dest)
+    tmp = dest.with_name(dest.name + ".part")
+    torch.save(payload, tmp)
+    os.replace(tmp, dest)  # whole or absent, never half written
     return payload
 
 
 def load(path: Path):
     """The source model of a canonical file, on the CPU, and its metadata."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = safe_load(path)
     model = resnet50(payload["num_classes"], payload["width_per_group"])
     model.load_state_dict(payload["state_dict"], strict=True)
     return model, payload["meta"]

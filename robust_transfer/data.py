@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR_STATS = {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2023, 0.1994, 0.2010)}  # used for CIFAR-100 too
+FMNIST_STATS = {"mean": (0.1801,) * 3, "std": (0.3421,) * 3}  # the authors reuse it for KMNIST
+
 
 class MissingData(RuntimeError):
     pass
@@ -30,6 +34,10 @@ class Loader:
     official_split: bool = True  # False: the dataset entry must set `split` (seeded per class)
     train_size: int | None = None  # images in the official training split (the authors' "full")
     classes: int | None = None
+    class_counts: tuple[int, ...] | None = None  # images per class of a dataset without a split
+    # The dataset's own normalisation (the authors' custom_datasets.py; their from-scratch runs)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 def _torchvision(name: str, split: str | None, root: Path, download: bool = False):
@@ -95,7 +103,12 @@ _CIFAR10 = [
 ]
 LOADERS: dict[str, Loader] = {
     "cifar10": Loader(
-        _read_arrays("cifar10"), tuple(_CIFAR10), (("cifar-10-python.tar.gz", "."),), train_size=50000, classes=10
+        _read_arrays("cifar10"),
+        tuple(_CIFAR10),
+        (("cifar-10-python.tar.gz", "."),),
+        train_size=50000,
+        classes=10,
+        **CIFAR_STATS,
     ),
     "cifar100": Loader(
         _read_arrays("cifar100"),
@@ -103,12 +116,22 @@ LOADERS: dict[str, Loader] = {
         (("cifar-100-python.tar.gz", "."),),
         train_size=50000,
         classes=100,
+        **CIFAR_STATS,
     ),
-    "svhn": Loader(_read_svhn, ("train_32x32.mat", "test_32x32.mat"), train_size=73257, classes=10),
-    "mnist": Loader(_read_arrays("mnist"), _idx_files("MNIST"), train_size=60000, classes=10),
-    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), train_size=60000, classes=10),
-    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, classes=10),
-    "caltech101": Loader(
+    "svhn": Loader(
+        _read_svhn,
+        ("train_32x32.mat", "test_32x32.mat"),
+        train_size=73257,
+        classes=10,
+        mean=(0.4377, 0.4438, 0.4728),
+        std=(0.1980, 0.2010, 0.1970),
+    ),
+    "mnist": Loader(
+        _read_arrays("mnist"), _idx_files("MNIST"), train_size=60000, classes=10, mean=(0.1307,) * 3, std=(0.3081,) * 3
+    ),
+    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
+    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
+    "caltech101": Loader(  # the authors normalise Caltech-101 with ImageNet's statistics
         _read_caltech101,
         ("caltech101/101_ObjectCategories",),
         (
@@ -119,8 +142,18 @@ LOADERS: dict[str, Loader] = {
         classes=101,
     ),
     # Real image data that ships inside pip packages (the offline demo): nothing to download.
-    "digits": Loader(_read_digits, official_split=False, classes=10),
-    "lfw": Loader(_read_lfw, official_split=False, classes=2),
+    # Their statistics are those of all their pixels (measured once).
+    "digits": Loader(
+        _read_digits,
+        official_split=False,
+        classes=10,
+        class_counts=(178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
+        mean=(0.3053,) * 3,
+        std=(0.3759,) * 3,
+    ),
+    "lfw": Loader(
+        _read_lfw, official_split=False, classes=2, class_counts=(100, 100), mean=(0.3771,) * 3, std=(0.2728,) * 3
+    ),
 }
 
 
@@ -212,11 +245,12 @@ def class_split(labels: np.ndarray, seed: int, train_per_class: int | None = Non
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray:
+def resize(images, size: int | None, downscale: int | None = None, crop: bool = True):
     """Bilinear resize as torchvision's Resize(n) on PIL images (shorter side to n, aspect kept),
     then a centre crop to size x size (the authors' test transform); `downscale` first shrinks
     the shorter side to `downscale` (the low-resolution variant of Table 2). Square images
-    are simply resized."""
+    are simply resized. crop=False keeps each whole image (a list, sizes vary): training then
+    takes a random window of it (`train_crop: random`, see canvas)."""
     from PIL import Image
 
     def shorter_side(img, n):
@@ -235,12 +269,22 @@ def resize(images, size: int | None, downscale: int | None = None) -> np.ndarray
             img = shorter_side(img, size)
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
-            img = img.crop((left, top, left + size, top + size))
+            img = img.crop((left, top, left + size, top + size)) if crop else img
         return np.asarray(img.convert("RGB"))
 
     if isinstance(images, np.ndarray) and not downscale and (not size or images.shape[1:3] == (size, size)):
         return images
-    return np.stack([one(img) for img in images])
+    return np.stack([one(img) for img in images]) if crop else [one(img) for img in images]
+
+
+def canvas(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Images of different sizes as one zero-padded (N, H_max, W_max, 3) array, each in the top
+    left corner, and their (height, width) extents: a split that stays on the device whole."""
+    extents = np.array([img.shape[:2] for img in images], dtype=np.int64)
+    out = np.zeros((len(images), *extents.max(0), 3), dtype=np.uint8)
+    for img, o in zip(images, out):
+        o[: img.shape[0], : img.shape[1]] = img
+    return out, extents
 
 
 @functools.cache  # one order per image size, shared by every image of a dataset
@@ -290,7 +334,15 @@ def prepare(spec: dict, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         }
     else:
         out = {s: _keep_classes(*read(loader, root, s), spec.get("classes")) for s in ("train", "test")}
-    out = {s: (resize(x, spec.get("size"), spec.get("downscale")), y) for s, (x, y) in out.items()}
+    whole = spec.get("train_crop", "center") == "random"  # the training images stay whole
+    out = {
+        s: (resize(x, spec.get("size"), spec.get("downscale"), crop=not (whole and s == "train")), y)
+        for s, (x, y) in out.items()
+    }
+    if whole:
+        images, labels = out["train"]
+        board, extents = canvas(images)
+        out["train"] = (board, labels, extents)
     if spec.get("lowpass"):
         out = {s: (lowpass(x, spec["lowpass"]), y) for s, (x, y) in out.items()}
     return out
@@ -306,13 +358,45 @@ def _keep_classes(images, labels, classes):
     return images, np.array([remap[c] for c in labels[keep]], dtype=np.int64)
 
 
-def save_split(path, images: np.ndarray, labels: np.ndarray) -> None:
-    np.savez(path, images=images, labels=labels)
+def save_split(path, images: np.ndarray, labels: np.ndarray, extents: np.ndarray | None = None) -> None:
+    """One split as an uncompressed .npz; `extents` (N, 2): the true (height, width) of each
+    image of a canvas (train_crop: random)."""
+    arrays = {"images": images, "labels": labels} | ({"extents": extents} if extents is not None else {})
+    np.savez(path, **arrays)
 
 
 def load_split(path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as f:
         return f["images"], f["labels"]
+
+
+def load_extents(path) -> np.ndarray | None:
+    with np.load(path) as f:
+        return f["extents"] if "extents" in f else None
+
+
+SUBSET_RULES = ("make_mask", "make_loaders")
+
+
+def draw_subset(rule: str, labels: np.ndarray, size, seed: int) -> np.ndarray:
+    """The training subset of a run: `make_mask`, the paper's transfer runs (every class
+    present); `make_loaders`, the robustness library's (the authors' from-scratch runs)."""
+    if rule == "make_loaders":
+        return subset_make_loaders(len(labels), size, seed)
+    return subset(labels, size, seed)
+
+
+def subset_make_loaders(total: int, size, seed: int) -> np.ndarray:
+    """The robustness library's make_loaders(subset=n, subset_seed=seed, subset_type='rand'):
+    RandomState(seed).choice(range(total), n, replace=False): uniform, without replacement,
+    no class guaranteed. Sorted indices (the loader shuffles them anyway)."""
+    if str(size) == "full":
+        return np.arange(total)
+    if int(size) > total:
+        raise ValueError(f"cannot draw {size} of {total} images")
+    return np.sort(np.random.RandomState(seed).choice(list(range(total)), size=int(size), replace=False)).astype(
+        np.int64
+    )
 
 
 def subset(labels: np.ndarray, size, seed: int) -> np.ndarray:

@@ -77,12 +77,39 @@ def schedule(finetune: dict, size) -> dict:
     raise ValueError(f"finetune.schedule has no entry for size {size}: add one without max_size")
 
 
-def run_settings(config: dict, size) -> dict:
-    """Everything one fine-tuning run computes with: the `finetune` section, resolved for its
-    size (epochs and evaluation epochs instead of the schedule table), without placement."""
+NO_AUGMENT = {"pad": 0, "flip": False, "jitter": 0, "degrees": 0}
+
+
+def run_settings(config: dict, dataset: str, source: str, size) -> dict:
+    """Everything one fine-tuning run computes with: the `finetune` section resolved for its
+    size (epochs and evaluation epochs instead of the schedule table), without placement, and
+    its source's recipe: a source model's weights normalised with ImageNet's statistics and an
+    N(0, head_std) head; or, from scratch (`random_init`), the authors' switches: a fresh init
+    per run seed (init: run), PyTorch's default head (head_std: null), the target's own
+    statistics, no augmentation on the listed loaders."""
+    from .data import LOADERS  # numpy, no torch: still cheap at parse time
+
     cfg = config["finetune"]
     out = {k: v for k, v in cfg.items() if k not in ("schedule", *PLACEMENT)}
-    return {**out, **schedule(cfg, size)}
+    out.update(schedule(cfg, size), init=None, normalize="imagenet")
+    scratch = config["sources"][source].get("random_init")
+    loader = LOADERS[config["datasets"][dataset]["loader"]]
+    if scratch is not None:
+        out["init"] = "run" if scratch["seed"] == "run" else None
+        out["head_std"] = None if scratch.get("head", "default") == "default" else cfg["head_std"]
+        out["normalize"] = scratch.get("normalize", "dataset")
+        if config["datasets"][dataset]["loader"] in scratch.get("no_augment", []):
+            out["augment"] = NO_AUGMENT
+    stats = (loader.mean, loader.std) if out["normalize"] == "dataset" else (None, None)
+    out["mean"], out["std"] = (list(s) if s else None for s in stats)
+    return out
+
+
+def subset_rule(config: dict, source: str) -> str:
+    """Which subset rule a source's runs use (data.SUBSET_RULES): the paper's make_mask, or the
+    robustness library's make_loaders for from-scratch runs (the authors' `subset` switch)."""
+    scratch = config["sources"][source].get("random_init")
+    return scratch.get("subset", "make_loaders") if scratch is not None else "make_mask"
 
 
 def pretrain_settings(config: dict, source: str) -> dict:
@@ -122,10 +149,13 @@ STATISTICS = ("kind", "metric", "epochs", "delta")
 
 
 def figure_statistics(config: dict, fig: str) -> dict:
-    """What a figure's aggregation computes with: its run selection, per-run number and delta.
-    Editing the look of a figure (title, y range, styles) reruns its drawing only."""
+    """What a figure's aggregation computes with: its run selection, per-run number and delta,
+    and the number of seeds each size should have. Editing the look of a figure (title, y range,
+    styles) reruns its drawing only."""
     spec = config["figures"][fig]
-    return {**{k: spec[k] for k in STATISTICS if spec.get(k) is not None}, **figure_selection(config, fig)}
+    sel = figure_selection(config, fig)
+    counts = {size: len(seeds(config, size)) for size in sel["sizes"]}
+    return {**{k: spec[k] for k in STATISTICS if spec.get(k) is not None}, **sel, "seeds": counts}
 
 
 def figure_spec(config: dict, fig: str) -> dict:
@@ -176,3 +206,126 @@ def state_path(output: str) -> str:
     """Where the job making `output` keeps its resume state: beside results/, never among a
     job's declared outputs (Snakemake deletes those before a rerun)."""
     return f"resume/{output.removeprefix('results/')}.state"
+
+
+# ---------------------------------------------------------------------------------------------
+# The config's cross-references, checked before any job starts
+
+BLOCKS = 16  # residual blocks of a ResNet-50 ([3, 4, 6, 3]): k is 0 ... 16
+
+
+def train_size(config: dict, dataset: str) -> int | None:
+    """Images in a dataset's training split as prepare() will make it, where the registry
+    tells (None: unknown before preparing)."""
+    from .data import LOADERS
+
+    spec = config["datasets"][dataset]
+    loader = LOADERS[spec["loader"]]
+    split, classes = spec.get("split"), spec.get("classes")
+    if not split:
+        return loader.train_size if not classes else None
+    counts = loader.class_counts
+    if split.get("train_per_class") is not None:
+        return split["train_per_class"] * (len(classes) if classes else loader.classes or 0) or None
+    if counts is None:
+        return None
+    kept = [counts[c] for c in classes] if classes else counts
+    return sum(c - int(round(c * split["test_fraction"])) for c in kept)
+
+
+def class_count(config: dict, dataset: str) -> int | None:
+    from .data import LOADERS
+
+    spec = config["datasets"][dataset]
+    return len(spec["classes"]) if spec.get("classes") else LOADERS[spec["loader"]].classes
+
+
+def _url_problem(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return None
+    if parts.scheme == "file" and parts.path:
+        return None
+    if not parts.scheme and "://" not in url and url.strip():
+        return None  # a local path
+    return f"{url!r} is not an http(s):// or file:// URL or a local path"
+
+
+def problems(config: dict) -> list[str]:
+    """Every cross-reference the schema cannot express, one message per problem."""
+    from .data import LOADERS
+
+    out = []
+    datasets, sources = config["datasets"], config["sources"]
+    for name, spec in datasets.items():
+        loader = LOADERS.get(spec["loader"])
+        if loader is None:
+            out.append(f"datasets.{name}.loader {spec['loader']!r} is not one of {sorted(LOADERS)}")
+        elif spec.get("lowpass") and spec.get("train_crop") == "random":
+            out.append(f"datasets.{name}: lowpass filters the square stored image; it needs train_crop: center")
+        elif not loader.official_split and not spec.get("split"):
+            out.append(
+                f"datasets.{name}: {spec['loader']} has no official train/test split; "
+                "set split: {seed: ..., train_per_class: ...} or {seed: ..., test_fraction: ...}"
+            )
+    for name, spec in sources.items():
+        try:
+            kind = source_kind(spec)
+        except ValueError as err:
+            out.append(f"sources.{name}: {err}")
+            continue
+        if kind == "train" and spec["train"]["dataset"] not in datasets:
+            out.append(f"sources.{name}.train.dataset {spec['train']['dataset']!r} is not in datasets")
+        if kind == "url" and (problem := _url_problem(spec["url"])):
+            out.append(f"sources.{name}.url: {problem}")
+        unknown = [x for x in (spec.get("random_init") or {}).get("no_augment", []) if x not in LOADERS]
+        if unknown:
+            out.append(f"sources.{name}.random_init.no_augment: {unknown} are not loaders ({sorted(LOADERS)})")
+    if config.get("published") and (problem := _url_problem(config["published"]["url"])):
+        out.append(f"published.url: {problem}")
+    out += [f"grid.datasets: {d!r} is not in datasets" for d in config["grid"]["datasets"] if d not in datasets]
+    out += [f"grid.sources: {s!r} is not in sources" for s in config["grid"]["sources"] if s not in sources]
+    for fig in config["figures"]:
+        out += _figure_problems(config, fig)
+    return out
+
+
+def _figure_problems(config: dict, fig: str) -> list[str]:
+    spec, sel = config["figures"][fig], figure_selection(config, fig)
+    datasets, sources = config["datasets"], config["sources"]
+    out = [f"figures.{fig}: dataset {d!r} is not in datasets" for d in sel["datasets"] if d not in datasets]
+    out += [f"figures.{fig}: source {s!r} is not in sources" for s in sel["sources"] if s not in sources]
+    out += [f"figures.{fig}.k_by_source: {s!r} is not in sources" for s in sel["k_by_source"] if s not in sources]
+    ks = {k for s in sel["sources"] for k in source_ks(sel, s)}
+    out += [
+        f"figures.{fig}: k={k} is not in ResNet-50, which has {BLOCKS} blocks (k is 0 ... {BLOCKS})"
+        for k in sorted(ks)
+        if not 0 <= k <= BLOCKS
+    ]
+    if out:
+        return out
+    if not figure_runs(config, fig):
+        return [f"figures.{fig} selects no runs: check its datasets, sources, k and sizes (and grid)"]
+    for d in sel["datasets"]:
+        size, classes = train_size(config, d), class_count(config, d)
+        for n in sel["sizes"]:
+            if n == FULL:
+                continue
+            if size is not None and int(n) > size:
+                out.append(
+                    f"figures.{fig}: n={n} is more than the {size} training images of {d}; use a smaller n or full"
+                )
+            if classes and int(n) < classes and any(subset_rule(config, s) == "make_mask" for s in sel["sources"]):
+                out.append(
+                    f"figures.{fig}: n={n} is fewer than the {classes} classes of {d}: every class needs an image"
+                )
+    if spec.get("metric") == "epoch":
+        for n in sel["sizes"]:
+            logged = schedule(config["finetune"], n)["eval_epochs"]
+            missing = [e for e in spec.get("epochs") or [] if e not in logged]
+            if missing:
+                logged_at = f"n={n} logs epochs {logged}"
+                out.append(f"figures.{fig}: epochs {missing} are not logged ({logged_at}); see finetune.schedule")
+    return out

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from .data import IMAGENET_MEAN as MEAN  # every source model's normalisation (as the authors)
+from .data import IMAGENET_STD as STD
+
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, used for every source model (as the authors)
-STD = (0.229, 0.224, 0.225)
 
 
 def resnet50(num_classes: int = 1000, width_per_group: int = 64) -> ResNet:
@@ -32,16 +33,18 @@ def trainable_prefixes(model: ResNet, k: int) -> list[str]:
     return stem + names[len(names) - k :] + ["fc"]
 
 
-def prepare_for_transfer(model: ResNet, num_classes: int, k: int, head_std: float = 1.0) -> ResNet:
-    """Replace fc by a fresh Linear(features, classes), weight ~ N(0, head_std^2), bias 0, and
-    freeze everything but the last k blocks and fc.
+def prepare_for_transfer(model: ResNet, num_classes: int, k: int, head_std: float | None = 1.0) -> ResNet:
+    """Replace fc by a fresh Linear(features, classes), weight ~ N(0, head_std^2), bias 0 (the
+    authors' transfer head; head_std None keeps PyTorch's default Linear init, as their
+    from-scratch runs), and freeze everything but the last k blocks and fc.
 
     Only requires_grad changes: BatchNorm layers of frozen blocks still update their running
     statistics in train mode (as in the paper; their affine weights stay fixed).
     """
     model.fc = nn.Linear(model.fc.in_features, num_classes)
-    nn.init.normal_(model.fc.weight, std=head_std)
-    nn.init.zeros_(model.fc.bias)
+    if head_std is not None:
+        nn.init.normal_(model.fc.weight, std=head_std)
+        nn.init.zeros_(model.fc.bias)
     keep = tuple(p + "." for p in trainable_prefixes(model, k))
     for name, param in model.named_parameters():
         param.requires_grad = name.startswith(keep)

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from .grid import FULL, size_key  # noqa: E402
 from .stats import DELTA, is_delta  # noqa: E402
@@ -18,6 +19,7 @@ from .stats import DELTA, is_delta  # noqa: E402
 STYLES = ["o-", "s--", "^:", "D-.", "v-"]
 DELTA_STYLE = "^-"  # the paper's delta plots: solid lines, triangles
 MARKER = {"ms": 4, "mec": "0.2", "mew": 0.5}  # dark-edged markers, as in the paper
+FLAGGED = {"marker": "x", "ms": 6, "mew": 1.2, "color": "black"}  # a point that includes collapsed runs
 LEGEND = {"curves": {"loc": "lower right", "fontsize": 6}, "delta": {"fontsize": 6, "ncol": 2}}
 
 
@@ -37,11 +39,35 @@ def _band(ax, g, x, label, reference=None, fmt="o-", **kw):
     g = g.assign(_x=_xvalues(g, x)).sort_values("_x")
     (line,) = ax.plot(g["_x"], g["mean"], fmt, lw=1.2, label=label, **MARKER, **kw)
     ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+    if "collapsed" in g:  # points whose mean includes collapsed runs, and points short of seeds
+        hit = g[g["collapsed"] > 0]
+        if len(hit):
+            ax.plot(hit["_x"], hit["mean"], ls="none", **FLAGGED)
+        for _, p in g[g["runs"] < g["expected"]].iterrows():
+            ax.annotate(
+                f"{int(p['runs'])}/{int(p['expected'])}",
+                (p["_x"], p["mean"]),
+                fontsize=5,
+                xytext=(2, 2),
+                textcoords="offset points",
+            )
     if reference is not None and len(reference):
         r = reference.assign(_x=_xvalues(reference, x)).sort_values("_x")
         ax.plot(
             r["_x"], r["mean"], ls=":", marker="x", ms=4, lw=1, color=line.get_color(), label=f"{label} (published)"
         )
+
+
+def _legend(ax, legend: dict, summary: pd.DataFrame) -> list:
+    """The axis' legend, with an entry for the collapsed-run mark when a point carries it;
+    returns the handles of the lines (for restyling)."""
+    handles, labels = ax.get_legend_handles_labels()
+    flagged = "collapsed" in summary and (summary["collapsed"] > 0).any()
+    if flagged:
+        handles.append(Line2D([], [], ls="none", **FLAGGED))
+        labels.append("includes collapsed runs")
+    drawn = ax.legend(handles, labels, **legend).legend_handles
+    return drawn[:-1] if flagged else drawn
 
 
 def _xaxis(ax, summary, x):
@@ -137,7 +163,7 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
         ax.set_ylabel("Test Accuracy Delta %")
         ax.set_xlabel(_xlabel(x))
         _xaxis(ax, summary, x)
-        for handle in ax.legend(**legend).legend_handles:
+        for handle in _legend(ax, legend, summary):
             handle.set_marker("")  # the paper's delta legends show lines only
         if ylim:
             _ylim(ax, ylim)
@@ -162,7 +188,7 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
             ax.set_title(_name(spec, d), fontsize=8)
             ax.tick_params(labelsize=7)
             _xaxis(ax, shown, x)
-            handles = ax.legend(**legend).legend_handles
+            handles = _legend(ax, legend, sub)
             if len(datasets) > 1:  # a colour per panel: the legend shows formats only, in grey (as the paper)
                 for handle in handles:
                     handle.set_color("0.3")
@@ -182,12 +208,13 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
     return fig
 
 
-def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy. Rows are
-    grouped by dataset, or by n with `rows: size` (Table 7)."""
+def table(summary: pd.DataFrame, spec: dict, value: str = "mean") -> pd.DataFrame:
+    """Rows (dataset, n), one column per source (or k) and delta: mean test accuracy (or another
+    summary column: runs, collapsed). Rows are grouped by dataset, or by n with `rows: size`
+    (Table 7)."""
     by = spec.get("columns", "source")
     wide = summary.pivot_table(
-        index=["dataset", "size"], columns=by, values="mean", sort=False, dropna=False
+        index=["dataset", "size"], columns=by, values=value, sort=False, dropna=False
     ).reset_index()
     wide.columns.name = None
     values = spec["sources"] if by == "source" else spec["k"]
@@ -203,15 +230,22 @@ def table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return wide.rename(columns={"size": "n"}).reset_index(drop=True)
 
 
-def markdown(wide: pd.DataFrame, spec: dict) -> str:
+COLLAPSED = "†"  # a cell's mark: "†2" = two of its runs collapsed
+
+
+def markdown(wide: pd.DataFrame, spec: dict, counts: dict[str, pd.DataFrame] | None = None) -> str:
     """The paper's look of a table: display names, n with thousands separators, each row's best
-    accuracy in bold (deltas are not candidates); `transpose` puts the sources in rows (Table 2)."""
+    accuracy in bold (deltas are not candidates); `transpose` puts the sources in rows (Table 2).
+    With `counts` (tables of runs, collapsed, expected), a cell with collapsed runs is marked
+    "†<count>", and one with fewer runs than the grid's seeds "(<runs>/<seeds>)"."""
     values = [c for c in wide.columns[2:] if not is_delta(c)]
     best = wide[values].max(axis=1)
     cells = wide.copy().astype(object)
     for c in wide.columns[2:]:
         bold = wide[c].eq(best) & (c in values)
         cells[c] = [("" if pd.isna(v) else f"**{v:.2f}**" if b else f"{v:.2f}") for v, b in zip(wide[c], bold)]
+        if counts is not None:
+            cells[c] = [text + _marks(counts, c, i) if text else text for i, text in enumerate(cells[c])]
     cells["dataset"] = wide["dataset"].map(lambda d: _name(spec, d))
     cells["n"] = wide["n"].map(lambda n: str(n) if str(n) == FULL else f"{int(n):,}")
     cells = cells.rename(columns={c: _name(spec, c, spec.get("columns", "source")) for c in wide.columns[2:]})
@@ -221,17 +255,51 @@ def markdown(wide: pd.DataFrame, spec: dict) -> str:
     return cells.to_markdown(index=False, disable_numparse=True)
 
 
+def _marks(counts, column, row) -> str:
+    runs, collapsed, expected = (counts[k].at[row, column] for k in ("runs", "collapsed", "expected"))
+    marks = f" {COLLAPSED}{int(collapsed)}" if collapsed > 0 else ""
+    return marks + (f" ({int(runs)}/{int(expected)})" if runs < expected else "")
+
+
 def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
-    """The CSV keeps ids and plain numbers (for machines); the Markdown is the paper's look."""
+    """The CSV keeps ids and plain numbers (for machines): the means, then per column its runs
+    and collapsed runs and per row the seeds the grid defines; the Markdown is the paper's look,
+    with the counts as marks and footnotes."""
     wide = table(summary, spec)
-    wide.to_csv(csv_out, index=False, float_format="%.2f")
+    counts = {k: table(summary, spec, k) for k in ("runs", "collapsed", "expected")}
+    out = wide.copy()
+    for c in wide.columns[2:]:
+        out[f"{c} runs"], out[f"{c} collapsed"] = counts["runs"][c], counts["collapsed"][c]
+    out["seeds"] = counts["expected"][wide.columns[2:]].max(axis=1)
+    out.to_csv(csv_out, index=False, float_format="%.2f")
     with open(md_out, "w") as f:
         heading = title(spec)
-        f.write((f"{heading}\n\n" if heading else "") + markdown(wide, spec) + "\n")
-        if summary.empty:
-            f.write("\nNo runs: none of this table's runs exist in its source of results.\n")
-        else:
-            runs = summary[~summary[spec.get("columns", "source")].map(is_delta)]  # not the delta rows
-            if runs["excluded"].sum():
-                left_out = int(runs["excluded"].sum())
-                f.write(f"\n{left_out} collapsed run(s) left out (aggregate.include_collapsed: true keeps them).\n")
+        f.write((f"{heading}\n\n" if heading else "") + markdown(wide, spec, counts) + "\n")
+        f.write("".join(f"\n{line}\n" for line in notes(summary, spec)))
+
+
+def notes(summary: pd.DataFrame, spec: dict) -> list[str]:
+    """What a reader must know about the numbers behind a figure or table: missing runs and
+    collapsed runs, counted (never a silent average of fewer seeds)."""
+    if summary.empty:
+        return ["No runs: none of this table's runs exist in its source of results."]
+    by = spec.get("columns", "source") if spec["kind"] == "table" else spec.get("hue", "source")
+    runs = (
+        summary if spec["kind"] == "delta" else summary[~summary[by].map(is_delta)]
+    )  # a table's delta rows repeat its runs
+    out = []
+    collapsed, excluded = int(runs["collapsed"].sum()), int(runs["excluded"].sum())
+    if collapsed and excluded:
+        out.append(
+            f"{COLLAPSED}n: n of the cell's runs collapsed (final accuracy at most the collapse margin times chance); "
+            f"{excluded} such runs are left out of the means (aggregate.include_collapsed: false)."
+        )
+    elif collapsed:
+        out.append(
+            f"{COLLAPSED}n: n of the cell's runs collapsed (final accuracy at most the collapse margin times chance); "
+            "they are averaged in, as the authors did (aggregate.include_collapsed: false leaves them out)."
+        )
+    short = runs[runs["runs"] < runs["expected"]]
+    if len(short):
+        out.append(f"(r/s): only r of the s seeds the grid defines are in the mean ({len(short)} cells).")
+    return out

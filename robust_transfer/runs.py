@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from . import __version__, checkpoints, data, device, files, grid, train
-from .models import prepare_for_transfer
+from .models import prepare_for_transfer, resnet50
 
 
 def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, state: str | None = None) -> None:
@@ -23,18 +23,22 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
     device.setup(threads, settings["deterministic"])
     resume = train.Resume(Path(state), fingerprint(run, settings, inputs)) if state else None
     images, labels = data.load_split(inputs.train)
+    extents = data.load_extents(inputs.train)  # whole images of different sizes (train_crop: random)
     idx = np.load(inputs.subset)
     classes = int(labels.max()) + 1
     model, source_meta = checkpoints.load(inputs.source)
-    torch.manual_seed(run.seed)  # the fc draw depends on the run's seed only
+    if settings["init"] == "run":  # from scratch: a fresh init drawn with the run's seed (the authors)
+        train.seed_everything(run.seed, "cpu")
+        model = resnet50(1000, width_per_group=model.layer1[0].conv1.out_channels)
+    else:
+        torch.manual_seed(run.seed)  # the fc draw depends on the run's seed only
     prepare_for_transfer(model, classes, run.k, settings["head_std"])
     dev = device.pick(settings["device"])
     print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}")
 
     start = time.time()
-    rows = train.finetune(
-        model, (images[idx], labels[idx]), data.load_split(inputs.test), settings, run.seed, dev, resume=resume
-    )
+    split = (images[idx], labels[idx]) + (() if extents is None else (extents[idx],))
+    rows = train.finetune(model, split, data.load_split(inputs.test), settings, run.seed, dev, resume=resume)
     fields = dict(
         dataset=run.dataset,
         source=run.source,

@@ -86,13 +86,18 @@ def bootstrap_ci(values, seed: int = 0, resamples: int = 1000, level: float = 0.
     return float(ci.low), float(ci.high)
 
 
+COUNTS = ["runs", "collapsed", "excluded", "expected"]  # per cell of a summary, beside mean and CI
+
+
 def summarize(
-    values: pd.DataFrame, by: list[str], seed: int = 0, resamples: int = 1000, include_collapsed: bool = False
+    values: pd.DataFrame, by: list[str], seed: int = 0, resamples: int = 1000, include_collapsed: bool = True
 ) -> pd.DataFrame:
-    """Mean and bootstrap CI of `value` per group; counts runs used and collapsed runs left out."""
+    """Mean and bootstrap CI of `value` per group, with its counts: runs averaged, collapsed runs
+    among them or left out (include_collapsed: False), and excluded."""
     rows = []
     for key, g in values.groupby(by, sort=False):
-        used = g if include_collapsed else g[~g["collapsed"].astype(bool)]
+        collapsed = g["collapsed"].astype(bool)
+        used = g if include_collapsed else g[~collapsed]
         low, high = bootstrap_ci(used["value"], seed, resamples)
         rows.append(
             dict(
@@ -101,10 +106,11 @@ def summarize(
                 ci_low=low,
                 ci_high=high,
                 runs=len(used),
+                collapsed=int(collapsed.sum()),
                 excluded=len(g) - len(used),
             )
         )
-    out = pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", "runs", "excluded"])
+    out = pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", *COUNTS[:3]])
     return sort_sizes(out)
 
 
@@ -134,8 +140,10 @@ def sort_sizes(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collapsed: bool = False) -> pd.DataFrame:
-    """The numbers a figure or table plots, from the tidy table of exactly its runs."""
+def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collapsed: bool = True) -> pd.DataFrame:
+    """The numbers a figure or table plots, from the tidy table of exactly its runs; `expected`
+    is the number of seeds the grid defines for the cell (spec["seeds"] by size), so a cell
+    built from fewer runs says so."""
     metric = spec.get("metric", "final")
     values = per_run(runs, metric, spec.get("epochs"))
     delta = spec.get("delta")
@@ -148,13 +156,15 @@ def figure_summary(runs: pd.DataFrame, spec: dict, seed: int = 0, include_collap
             paired_delta(values, delta["by"], delta["a"], delta["b"]), by, seed, include_collapsed=include_collapsed
         )
         out = sort_sizes(pd.concat([out, d], ignore_index=True))
+    seeds = spec.get("seeds") or {}
+    out["expected"] = out["size"].map(lambda size: seeds.get(str(size), float("nan")))
     return out
 
 
 def compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
     """Per cell of a figure: our mean, the authors', the difference, and whether the two 95 %
     CIs overlap (NaN where either side has fewer than two runs)."""
-    keys = [c for c in ours.columns if c not in ("n", "mean", "ci_low", "ci_high", "runs", "excluded")]
+    keys = [c for c in ours.columns if c not in ("n", "mean", "ci_low", "ci_high", *COUNTS)]
     cols = ["mean", "ci_low", "ci_high", "runs"]
     both = ours[keys + cols].merge(theirs[keys + cols], on=keys, how="outer", suffixes=("_ours", "_published"))
     both["difference"] = both["mean_ours"] - both["mean_published"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import augment
+from .augment import augment, crop
 from .models import Net
 
 # ---------------------------------------------------------------------------------------------
@@ -36,10 +36,11 @@ def seed_everything(seed: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def to_device(images: np.ndarray, labels: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 on the device, labels int64."""
+def to_device(images: np.ndarray, labels: np.ndarray, *extents, device) -> tuple[torch.Tensor, ...]:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 on the device, labels int64 (and the (N, 2)
+    extents of whole images of different sizes, when the split keeps them)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
-    return x, torch.from_numpy(labels).to(device)
+    return (x, torch.from_numpy(labels).to(device), *(torch.from_numpy(e).to(device) for e in extents))
 
 
 @dataclass
@@ -54,11 +55,12 @@ class Loop:
     opt: torch.optim.Optimizer
     gen: torch.Generator  # every on-device draw: batch order, augmentation, PGD starts
     cfg: dict
-    train: tuple[torch.Tensor, torch.Tensor]  # device-resident uint8 images, labels
+    train: tuple[torch.Tensor, ...]  # device-resident uint8 images, labels (, extents of whole images)
     test: tuple[torch.Tensor, torch.Tensor]
     attack: Callable | None = None  # adversarial training (pretraining only)
     epoch: int = 0  # epochs done
     rows: list[dict] = field(default_factory=list)  # one per evaluation epoch
+    crop: int = 0  # whole training images (train_crop: random): the size of the window taken
     started: float = field(default_factory=time.perf_counter)  # clock at epoch 0, earlier attempts included
 
     def elapsed(self) -> float:
@@ -69,11 +71,15 @@ def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
     """A run's state before its first epoch: seeded generator, the model (with its normaliser)
     on the device, an SGD optimiser over its trainable parameters, both splits on the device."""
     gen = seed_everything(seed, device)
-    net = Net(model).to_device(device)
+    stats = [s for s in (cfg.get("mean"), cfg.get("std")) if s is not None]  # default: ImageNet's
+    net = Net(model, *stats).to_device(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     attack = make_attack(cfg.get("attack"), gen)
-    return Loop(net, opt, gen, cfg, to_device(*train, device), to_device(*test, device), attack)
+    crop = int(train[2].min()) if len(train) > 2 else 0  # the shorter side of every whole image
+    return Loop(
+        net, opt, gen, cfg, to_device(*train, device=device), to_device(*test, device=device), attack, crop=crop
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,8 +106,10 @@ def _amp(device, amp: str):
 def train_epoch(loop: Loop) -> tuple[float, float]:
     """One epoch of SGD over the device-resident training split; returns (train acc %, mean
     loss) of the epoch."""
-    cfg, net, opt = loop.cfg, loop.net, loop.opt
-    x, y = loop.train
+    cfg, net, opt, aug = loop.cfg, loop.net, loop.opt, loop.cfg["augment"]
+    x, y, *extents = loop.train
+    if extents:  # RandomCrop(padding) over whole images takes the place of the shift
+        aug = {**aug, "pad": 0}
     device = y.device
     for group in opt.param_groups:
         group["lr"] = lr_at(loop.epoch, cfg["lr"], cfg["epochs"], cfg["lr_drops"], cfg["lr_gamma"])
@@ -112,9 +120,12 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for i in range(0, n, bs):  # no drop_last: n=100 is one step per epoch
         idx = perm[i : i + bs]
-        xb, yb = augment(inputs(x[idx], cfg["input_size"]), loop.gen, **cfg["augment"]), y[idx]
-        if loop.attack is not None:
+        xb = crop(x[idx], extents[0][idx], loop.crop, cfg["augment"]["pad"], loop.gen) if extents else x[idx]
+        xb, yb = augment(inputs(xb, cfg["input_size"]), loop.gen, **aug), y[idx]
+        if loop.attack is not None:  # as the robustness library: attack in eval mode, so the
+            net.eval()  # attack neither uses nor updates BatchNorm's batch statistics
             xb = loop.attack(net, xb, yb)
+            net.train()
         with _amp(device, cfg["amp"]):
             out = net(xb)
             loss = F.cross_entropy(out.float(), yb)

@@ -4,7 +4,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from robust_transfer import grid
-from robust_transfer.data import LOADERS
+from robust_transfer.data import LOADERS, SUBSET_RULES
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -17,42 +17,8 @@ PUBLISHED_CODE = str(PACKAGE / "published.py")
 
 
 def check_config(config):
-    """Cross-references the schema cannot express; one error listing every problem."""
-    problems = []
-    datasets, sources = config["datasets"], config["sources"]
-    for name, spec in datasets.items():
-        loader = LOADERS.get(spec["loader"])
-        if loader is None:
-            problems.append(
-                f"datasets.{name}.loader {spec['loader']!r} is not one of {sorted(LOADERS)}"
-            )
-        elif not loader.official_split and not spec.get("split"):
-            problems.append(
-                f"datasets.{name}: {spec['loader']} has no official train/test split; "
-                "set split: {seed: ..., train_per_class: ...} or {seed: ..., test_fraction: ...}"
-            )
-    for name, spec in sources.items():
-        try:
-            kind = grid.source_kind(spec)
-        except ValueError as err:
-            problems.append(f"sources.{name}: {err}")
-            continue
-        if kind == "train" and spec["train"]["dataset"] not in datasets:
-            problems.append(
-                f"sources.{name}.train.dataset {spec['train']['dataset']!r} is not in datasets"
-            )
-    for fig in config["figures"]:
-        sel = grid.figure_selection(config, fig)
-        problems += [
-            f"figures.{fig}: dataset {d!r} is not in datasets"
-            for d in sel["datasets"]
-            if d not in datasets
-        ]
-        problems += [
-            f"figures.{fig}: source {s!r} is not in sources"
-            for s in sel["sources"]
-            if s not in sources
-        ]
+    """Cross-references the schema cannot express (grid.problems); one error listing every one."""
+    problems = grid.problems(config)
     if problems:
         raise WorkflowError(
             "config.yaml has problems:\n  "
@@ -84,6 +50,7 @@ wildcard_constraints:
     k=r"\d+",
     size=r"\d+|full",
     seed=r"\d+",
+    method="|".join(SUBSET_RULES),
 
 
 # ---- resolved settings, one job at a time (params: editing a key reruns exactly its users)
@@ -101,7 +68,14 @@ def source_spec(key):
 
 
 def run_settings(wildcards):
-    return grid.run_settings(config, wildcards.size)
+    return grid.run_settings(
+        config, wildcards.dataset, wildcards.source, wildcards.size
+    )
+
+
+def run_subset(wildcards):
+    method = grid.subset_rule(config, wildcards.source)
+    return f"results/subsets/{wildcards.dataset}/{method}/n{wildcards.size}/s{wildcards.seed}.npy"
 
 
 def pretrain_settings(wildcards):

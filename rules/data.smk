@@ -37,9 +37,9 @@ rule subsample:
     input:
         train="results/data/{dataset}/train.npz",
     output:
-        idx="results/subsets/{dataset}/n{size}/s{seed}.npy",
+        idx="results/subsets/{dataset}/{method}/n{size}/s{seed}.npy",
     log:
-        "logs/subsample/{dataset}/n{size}/s{seed}.log",
+        "logs/subsample/{dataset}/{method}/n{size}/s{seed}.log",
     localrule: True
     conda:
         "../envs/workflow.yaml"

@@ -2,7 +2,7 @@ rule finetune:
     input:
         train="results/data/{dataset}/train.npz",
         test="results/data/{dataset}/test.npz",
-        subset="results/subsets/{dataset}/n{size}/s{seed}.npy",
+        subset=run_subset,
         source="results/sources/{source}.pt",
     output:
         metrics=f"{grid.RUN}.csv",

@@ -14,6 +14,7 @@ rule fetch_published:
         url=config.get("published", {}).get("url"),
         sha256=config.get("published", {}).get("sha256"),
         mirror=config.get("published", {}).get("mirror"),
+        lock=config["downloads_lock"],
     script:
         "../scripts/fetch_published.py"
 

@@ -11,6 +11,7 @@ rule fetch_checkpoint:
     params:
         url=source_spec("url"),
         sha256=source_spec("sha256"),
+        lock=config["downloads_lock"],
     script:
         "../scripts/fetch_checkpoint.py"
 

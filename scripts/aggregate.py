@@ -12,6 +12,7 @@ runs = stats.flag_collapsed(runs, cfg["collapse_margin"])
 runs.to_csv(snakemake.output.runs, index=False)
 summary = stats.figure_summary(runs, spec, cfg["bootstrap_seed"], cfg["include_collapsed"])
 summary.to_csv(snakemake.output.summary, index=False)
-left_out = int(summary["excluded"].sum())
-kept = " (included: aggregate.include_collapsed)" if cfg["include_collapsed"] else ""
-print(f"{runs[stats.RUN_KEYS].drop_duplicates().shape[0]} runs; {left_out} collapsed run values left out{kept}")
+flags = runs.drop_duplicates(stats.RUN_KEYS)["collapsed"]
+how = "averaged in" if cfg["include_collapsed"] else "left out (aggregate.include_collapsed: false)"
+short = int((summary["runs"] < summary["expected"]).sum())
+print(f"{len(flags)} runs; {int(flags.sum())} collapsed, {how}; {short} cells short of seeds")

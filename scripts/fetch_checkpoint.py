@@ -12,4 +12,5 @@ fetch(
     raw,
     snakemake.params.sha256,
     fix=f"Fix sources.{snakemake.wildcards.source}.url (a local path works) or put the file at {raw}.",
+    lock=snakemake.params.lock,
 )

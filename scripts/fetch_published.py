@@ -11,4 +11,5 @@ fetch(
     snakemake.params.mirror,
     fix="Offline? Set published.mirror to a local copy of that file "
     "(e.g. --config 'published={mirror: path/to/consolidated_results.csv}').",
+    lock=snakemake.params.lock,
 )

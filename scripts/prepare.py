@@ -7,6 +7,6 @@ from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 splits = data.prepare(snakemake.params.spec, Path(snakemake.input.ready).parent)
-for name, (images, labels) in splits.items():
-    data.save_split(snakemake.output[name], images, labels)
+for name, (images, labels, *extents) in splits.items():
+    data.save_split(snakemake.output[name], images, labels, *extents)
     print(f"{name}: images {images.shape} {images.dtype}, {len(set(labels.tolist()))} classes")

@@ -8,6 +8,7 @@ from robust_transfer.joblog import to_log
 to_log(snakemake)
 with np.load(snakemake.input.train) as f:
     labels = f["labels"]
-idx = data.subset(labels, snakemake.wildcards.size, int(snakemake.wildcards.seed))
+w = snakemake.wildcards
+idx = data.draw_subset(w.method, labels, w.size, int(w.seed))
 np.save(snakemake.output.idx, idx)
 print(f"{len(idx)} of {len(labels)} images, {len(np.unique(labels[idx]))} classes")

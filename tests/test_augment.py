@@ -181,3 +181,72 @@ def test_small_rotation_moves_pixels_and_fills_zero():
     assert not torch.equal(out, x)
     assert (out == 0).any()  # corners rotated in from outside: zero fill
     assert (out == x).float().mean() > 0.5  # nearest sampling: most pixels stay in place
+
+
+@pytest.mark.parametrize("op, fn", [(0, "adjust_brightness"), (1, "adjust_contrast"), (2, "adjust_saturation")])
+def test_each_jitter_operation_equals_torchvision(op, fn):
+    """Brightness, contrast and saturation with a drawn factor equal torchvision's functional
+    ColorJitter operations, image by image."""
+    import torchvision.transforms.functional as TF
+
+    x = torch.rand(4, 3, 6, 6)
+    factors = torch.ones(3, 4)
+    factors[op] = torch.tensor([0.75, 0.9, 1.1, 1.25])
+    out = apply(x, _only(4, order=[op], factors=factors))
+    for i in range(4):
+        expected = getattr(TF, fn)(x[i], factors[op, i].item())
+        assert torch.allclose(out[i], expected, atol=1e-6), (fn, i)
+
+
+def test_jitter_applies_in_the_drawn_order():
+    import torchvision.transforms.functional as TF
+
+    x = torch.rand(1, 3, 6, 6)
+    factors = torch.tensor([[1.2], [0.8], [1.25]])
+    out = apply(x, _only(1, order=[2, 0, 1], factors=factors))
+    expected = TF.adjust_contrast(TF.adjust_brightness(TF.adjust_saturation(x[0], 1.25), 1.2), 0.8)
+    assert torch.allclose(out[0], expected, atol=1e-6)
+
+
+# --- RandomCrop over whole images of different sizes (train_crop: random) -------------------
+
+
+def test_crop_equals_torchvision_random_crop_windows():
+    """Each output is a size x size window of its own image, at an offset in [-pad, h - size +
+    pad] x [-pad, w - size + pad], zero outside the image: torchvision's RandomCrop(size,
+    padding=pad) of that image with the same offset."""
+    import torchvision.transforms.functional as TF
+
+    from robust_transfer.augment import crop
+
+    rng = torch.Generator().manual_seed(0)
+    extents = torch.tensor([[8, 8], [8, 20], [14, 8]])
+    board = torch.zeros(3, 3, 14, 20, dtype=torch.uint8)
+    for i, (h, w) in enumerate(extents.tolist()):
+        board[i, :, :h, :w] = torch.randint(1, 256, (3, h, w), generator=rng, dtype=torch.uint8)
+    out = crop(board, extents, 8, 2, torch.Generator().manual_seed(1))
+    assert out.shape == (3, 3, 8, 8) and out.dtype == torch.uint8
+    for i, (h, w) in enumerate(extents.tolist()):
+        padded = TF.pad(board[i, :, :h, :w], 2)
+        found = [
+            (t, l)
+            for t in range(h - 8 + 5)
+            for l in range(w - 8 + 5)  # noqa: E741
+            if torch.equal(out[i], padded[:, t : t + 8, l : l + 8])
+        ]
+        assert found, f"image {i}: not a RandomCrop window"
+
+
+def test_crop_offsets_cover_the_whole_long_side_uniformly():
+    from robust_transfer.augment import crop
+
+    n = 4000
+    board = torch.arange(40, dtype=torch.float32).repeat(n, 1, 8, 1)  # pixel value = its column
+    board[:, :, :, 30:] = -1  # beyond the true width: must never be sampled
+    extents = torch.tensor([[8, 30]]).repeat(n, 1)
+    out = crop(board + 1, extents, 8, 0, torch.Generator().manual_seed(0))
+    left = out[:, 0, 0, 0] - 1  # the window's first column
+    counts = torch.bincount(left.long(), minlength=23)
+    assert left.min() == 0 and left.max() == 22 and (counts > 0).all()  # 0 .. 30 - 8
+    assert (counts.float() - n / 23).abs().max() < 5 * (n / 23) ** 0.5
+    assert (out >= 1).all()

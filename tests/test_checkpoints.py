@@ -1,17 +1,16 @@
 """Source checkpoint conversion: every layout the sources ship in becomes one canonical,
-tensors-only file whose weights are exactly the source ResNet-50's."""
+tensors-only file whose weights are exactly the source ResNet-50's; nothing in a downloaded
+file runs code."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
-from robust_transfer import checkpoints, files
+from robust_transfer import checkpoints
 from robust_transfer.checkpoints import BadCheckpoint
-from robust_transfer.files import ChecksumMismatch, DownloadFailed
 from robust_transfer.models import resnet50
 
 WIDTH = 8  # narrow ResNet-50: every key of the real one, a few MB
@@ -93,6 +92,64 @@ def test_convert_robustness_with_non_tensor_entries(tmp_path, source_sd):
     _convert_and_check(tmp_path, payload, source_sd)
 
 
+def test_convert_a_checkpoint_written_the_way_the_robustness_library_writes_it(tmp_path, source_sd):
+    """As robustness.train saves it: torch.save({model, optimizer, schedule, epoch, amp, best
+    accuracy as a NumPy scalar}, pickle_module=dill), a DataParallel AttackerModel state dict
+    inside. It loads with weights_only=True (NumPy scalars admitted by name) and converts."""
+    import argparse
+
+    import dill
+    import numpy as np
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=30)
+    payload = {
+        "model": _robustness_sd(source_sd),
+        "optimizer": opt.state_dict(),
+        "schedule": schedule.state_dict(),
+        "epoch": 90,
+        "amp": None,
+        "best_prec1": np.float64(57.9),
+        "args": argparse.Namespace(arch="resnet50", eps=3.0, constraint="2"),
+    }
+    src, dest = tmp_path / "imagenet_l2_3_0.pt", tmp_path / "canon.pt"
+    torch.save(payload, src, pickle_module=dill)
+    checkpoints.convert(src, dest, {})
+    _assert_same(checkpoints.load(dest)[0], source_sd)
+
+
+class _WritesAFile:
+    """A pickle that, once loaded, has written a file: what a malicious checkpoint does."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "pwned"))
+
+
+def test_a_checkpoint_that_runs_code_is_refused_and_runs_nothing(tmp_path, source_sd):
+    victim = tmp_path / "written_by_the_pickle"
+    src = tmp_path / "evil.pt"
+    torch.save({"model": _robustness_sd(source_sd), "epoch": 1, "hook": _WritesAFile(victim)}, src)
+    with pytest.raises(BadCheckpoint) as err:
+        checkpoints.convert(src, tmp_path / "canon.pt", {})
+    message = str(err.value)
+    assert str(src) in message and "pathlib" in message and "re-save" in message
+    assert not victim.exists() and not (tmp_path / "canon.pt").exists()
+
+
+def test_a_truncated_checkpoint_names_the_file(tmp_path, source_sd):
+    src = tmp_path / "cut.pt"
+    torch.save({"model": _robustness_sd(source_sd)}, src)
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(BadCheckpoint, match=f"{src}: not a readable torch checkpoint"):
+        checkpoints.convert(src, tmp_path / "canon.pt", {})
+
+
 def test_convert_plain_torchvision(tmp_path, source_sd):
     """A torchvision state dict (the natural source, resnet50-0676ba61.pth)."""
     _convert_and_check(tmp_path, dict(source_sd), source_sd)
@@ -151,56 +208,3 @@ def test_convert_extra_key_raises(tmp_path, source_sd):
 
 def test_bad_checkpoint_is_value_error():
     assert issubclass(BadCheckpoint, ValueError)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_sha256_matches_hashlib(tmp_path):
-    f = tmp_path / "blob.bin"
-    f.write_bytes(bytes(range(256)) * 5000)  # > 1 MiB: several chunks
-    assert files.sha256(f) == _sha(f)
-
-
-def test_fetch_wrong_sha_leaves_nothing(tmp_path):
-    """A sha256 mismatch raises ChecksumMismatch and leaves neither dest nor a partial file."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(b"weights" * 1000)
-    dest = tmp_path / "dl" / "model.pt"
-    with pytest.raises(ChecksumMismatch):
-        files.fetch(str(src), dest, "0" * 64)
-    assert not dest.exists()
-    assert list(dest.parent.iterdir()) == []
-
-
-def test_fetch_right_sha_copies(tmp_path):
-    """With the right sha256 (any case), the file is copied byte for byte."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(b"weights" * 1000)
-    dest = tmp_path / "dl" / "model.pt"
-    files.fetch(str(src), dest, _sha(src).upper())
-    assert dest.read_bytes() == src.read_bytes()
-    assert list(dest.parent.iterdir()) == [dest]
-
-
-def test_fetch_without_sha_and_file_url(tmp_path):
-    """No sha256 configured: plain copy; file:// URLs work offline too."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(b"abc" * 10)
-    d1, d2 = tmp_path / "a.pt", tmp_path / "b.pt"
-    files.fetch(str(src), d1)
-    files.fetch(src.resolve().as_uri(), d2, _sha(src))
-    assert d1.read_bytes() == d2.read_bytes() == src.read_bytes()
-
-
-@pytest.mark.parametrize("url", ["missing.bin", "http://127.0.0.1:9/weights.pt"])  # no file; a refused local port
-def test_fetch_failure_names_the_url_and_the_fix(tmp_path, url):
-    """A failed download (no network, wrong path) raises one error naming the URL, the missing
-    mirror and the fix, and leaves no partial file."""
-    dest = tmp_path / "dl" / "model.pt"
-    with pytest.raises(DownloadFailed) as err:
-        files.fetch(url, dest, mirror=str(tmp_path / "nowhere.bin"), fix="Set published.mirror to a local copy.")
-    msg = str(err.value)
-    assert url in msg and "nowhere.bin does not exist" in msg and msg.endswith("Set published.mirror to a local copy.")
-    assert list(dest.parent.iterdir()) == []

@@ -478,3 +478,41 @@ def test_resize_keeps_aspect_then_centre_crops():
     assert (out[0, :, 2:8] == 200).all()  # the crop is the middle third, not the whole width
     low = data.resize([Image.fromarray(wide)], 10, downscale=4)
     assert low.shape == (1, 10, 10, 3) and not np.array_equal(low, out)
+
+
+def test_caltech101_random_train_crop_keeps_whole_images(tmp_path):
+    """train_crop: random (the authors' Resize + RandomCrop): each training image is kept whole,
+    shorter side to `size`, aspect kept, on a zero canvas with its true extent; the test split
+    is still the centre crop."""
+    write_caltech(tmp_path)
+    data.download("caltech101", tmp_path, offline=True)
+    out = data.prepare({**CALTECH_SPEC, "train_crop": "random"}, tmp_path)
+    centre = data.prepare(CALTECH_SPEC, tmp_path)
+    board, labels, extents = out["train"]
+    np.testing.assert_array_equal(labels, centre["train"][1])
+    np.testing.assert_array_equal(out["test"][0], centre["test"][0])
+    assert (extents.min(1) == 16).all() and extents.max() > 16  # shorter side 16, some are wider
+    assert board.shape == (len(labels), *extents.max(0), 3)
+    for image, (h, w) in zip(board, extents):
+        assert not image[h:].any() and not image[:, w:].any()  # zero outside the image
+    data.save_split(tmp_path / "train.npz", *out["train"])
+    np.testing.assert_array_equal(data.load_extents(tmp_path / "train.npz"), extents)
+    data.save_split(tmp_path / "test.npz", *out["test"])
+    assert data.load_extents(tmp_path / "test.npz") is None
+
+
+def test_make_loaders_subset_is_the_robustness_librarys():
+    """The authors' from-scratch subset: RandomState(seed).choice over every index, without
+    replacement, no class guaranteed (their make_loaders), sorted."""
+    idx = data.subset_make_loaders(1000, 50, 20000000)
+    expected = np.random.RandomState(20000000).choice(list(range(1000)), size=50, replace=False)
+    np.testing.assert_array_equal(idx, np.sort(expected))
+    assert len(set(idx.tolist())) == 50
+    np.testing.assert_array_equal(data.subset_make_loaders(7, "full", 1), np.arange(7))
+    labels = np.repeat(np.arange(10), 100)
+    missing = [len(set(labels[data.subset_make_loaders(1000, 10, s)])) < 10 for s in range(20)]
+    assert any(missing)  # unlike make_mask, classes may be missing
+    np.testing.assert_array_equal(
+        data.draw_subset("make_loaders", labels, 10, 3), data.subset_make_loaders(1000, 10, 3)
+    )
+    np.testing.assert_array_equal(data.draw_subset("make_mask", labels, 10, 3), data.subset(labels, 10, 3))

@@ -45,7 +45,10 @@ def test_seeds_full(config):
 def test_run_settings_resolve_the_schedule_and_drop_placement(config):
     """A run's settings: the finetune section with epochs and evaluation epochs of its size
     instead of the schedule table, without threads (where it runs is not what it computes)."""
-    small, large = grid.run_settings(config, 100), grid.run_settings(config, "full")
+    small, large = (
+        grid.run_settings(config, "cifar10", "l2_3", 100),
+        grid.run_settings(config, "cifar10", "l2_3", "full"),
+    )
     assert small["epochs"] == 100 and small["eval_epochs"] == [1, 21, 41, 61, 81, 100]
     assert large["epochs"] == 150 and large["eval_epochs"][-1] == 150
     assert "schedule" not in small and "threads" not in small
@@ -104,3 +107,81 @@ def test_demo_overlay_declares_each_figure_once(paper_config, demo_config):
         assert spec["kind"] == paper_config["figures"][fig]["kind"]
     assert grid.source_kind(demo_config["sources"]["l2_3"]) == "train"
     assert all(r.dataset in ("digits", "lfw", "lfw_8", "lfw_lowpass") for r in grid.all_runs(demo_config))
+
+
+def test_from_scratch_runs_follow_the_authors_recipe(config):
+    """Table 7's from-scratch column as the authors ran it: a fresh init per run seed, PyTorch's
+    default head, the target's own statistics, no augmentation on the digit sets, the robustness
+    library's subsets; transfer runs keep ImageNet statistics, the N(0, 1) head and make_mask."""
+    from robust_transfer.data import LOADERS
+
+    scratch = grid.run_settings(config, "mnist", "scratch", 100)
+    assert scratch["init"] == "run" and scratch["head_std"] is None
+    assert (scratch["mean"], scratch["std"]) == ([0.1307] * 3, [0.3081] * 3)
+    assert scratch["augment"] == grid.NO_AUGMENT
+    cifar = grid.run_settings(config, "cifar10", "scratch", 100)
+    assert cifar["augment"] == config["finetune"]["augment"] and cifar["mean"] == list(LOADERS["cifar10"].mean)
+    assert grid.subset_rule(config, "scratch") == "make_loaders"
+    transfer = grid.run_settings(config, "mnist", "l2_3", 100)
+    assert transfer["init"] is None and transfer["head_std"] == 1.0 and transfer["mean"] is None
+    assert transfer["augment"] == config["finetune"]["augment"] and grid.subset_rule(config, "l2_3") == "make_mask"
+    # each switch back to the transfer recipe
+    config["sources"]["scratch"]["random_init"] = {
+        "seed": 0,
+        "head": "normal",
+        "normalize": "imagenet",
+        "subset": "make_mask",
+    }
+    old = grid.run_settings(config, "mnist", "scratch", 100)
+    assert old["init"] is None and old["head_std"] == 1.0 and old["mean"] is None
+    assert old["augment"] == config["finetune"]["augment"] and grid.subset_rule(config, "scratch") == "make_mask"
+
+
+# --- bad config: one message per problem, before any job ------------------------------------
+
+
+def _problems(config, edit):
+    edit(config)
+    return grid.problems(config)
+
+
+BAD = [
+    ("n above the training set", lambda c: c["figures"]["fig5c"].update(sizes=[60001]), "n=60001 is more than the 60000 training images of mnist"),
+    ("n above a split training set", lambda c: c["figures"]["table2"].update(sizes=[4000]), "n=4000 is more than the 3030 training images of caltech101_32"),
+    ("n below the classes", lambda c: c["figures"]["fig5c"].update(sizes=[50]), "n=50 is fewer than the 100 classes of cifar100"),
+    ("k not in the architecture", lambda c: c["figures"]["fig4a"].update(k=[0, 17]), "fig4a: k=17 is not in ResNet-50, which has 16 blocks"),
+    ("no runs", lambda c: c["figures"]["fig2a"].update(k_by_source={"l2_3": [], "natural": []}), "figures.fig2a selects no runs"),
+    ("unknown dataset", lambda c: c["figures"]["fig5a"].update(datasets=["cifar11"]), "figures.fig5a: dataset 'cifar11' is not in datasets"),
+    ("unknown source", lambda c: c["figures"]["fig5c"]["delta"].update(a="linf_16"), "figures.fig5c: source 'linf_16' is not in sources"),
+    ("unknown grid source", lambda c: c["grid"].update(sources=["natural", "l2"]), "grid.sources: 'l2' is not in sources"),
+    ("unknown k_by_source", lambda c: c["figures"]["table7"].update(k_by_source={"scrach": [16]}), "k_by_source: 'scrach' is not in sources"),
+    ("unknown loader", lambda c: c["datasets"].update(stl10={"loader": "stl10"}), "datasets.stl10.loader 'stl10' is not one of"),
+    ("missing split", lambda c: c["datasets"].update(cal={"loader": "caltech101"}), "datasets.cal: caltech101 has no official train/test split"),
+    ("malformed url", lambda c: c["sources"]["l2_3"].update(url="htps://www.dropbox.com/x.pt"), "sources.l2_3.url: 'htps://www.dropbox.com/x.pt' is not an http(s)://"),
+    ("url without host", lambda c: c["sources"]["l2_3"].update(url="https:///x.pt"), "sources.l2_3.url"),
+    ("two recipes", lambda c: c["sources"]["l2_3"].update(random_init={"seed": 0}), "sources.l2_3: a source needs exactly one of"),
+    ("epoch not logged", lambda c: c["figures"]["fig3a"].update(epochs=[11, 20]), "fig3a: epochs [20] are not logged"),
+    ("lowpass with random crop", lambda c: c["datasets"]["caltech101_lowpass"].update(train_crop="random"), "needs train_crop: center"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, edit, message", BAD, ids=[b[0] for b in BAD])
+def test_each_bad_config_gets_its_message(config, name, edit, message):
+    problems = _problems(config, edit)
+    assert any(message in p for p in problems), problems
+
+
+def test_the_paper_and_the_demo_configs_have_no_problems(paper_config, demo_config):
+    assert grid.problems(paper_config) == [] and grid.problems(demo_config) == []
+
+
+def test_several_problems_are_reported_together(config):
+    config["figures"]["fig4a"]["k"] = [17]
+    config["sources"]["l2_3"]["url"] = "ftp://x"
+    assert len(grid.problems(config)) == 2
+
+
+def test_blocks_is_resnet50s(config):
+    from robust_transfer.models import blocks, resnet50
+
+    assert len(blocks(resnet50(width_per_group=8))) == grid.BLOCKS

@@ -190,3 +190,27 @@ def test_normalize_clamps_then_standardises():
     assert torch.allclose(
         norm(torch.full((1, 3, 1, 1), -1.0))[0, :, 0, 0], -torch.tensor(models.MEAN) / torch.tensor(models.STD)
     )
+
+
+def test_default_head_is_pytorchs_linear_init():
+    """head_std None (the authors' from-scratch runs): no N(0, 1) re-init; weight and bias are
+    nn.Linear's default, uniform in +-1/sqrt(2048)."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 100, 16, head_std=None)
+    w, b = model.fc.weight.detach(), model.fc.bias.detach()
+    bound = 1 / 2048**0.5
+    assert w.abs().max() <= bound and b.abs().max() <= bound
+    assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)  # uniform's std
+    assert b.abs().max() > 0  # not zeroed
+    assert all(p.requires_grad for p in model.parameters())  # k = 16: everything trains
+
+
+def test_net_normalises_with_the_given_statistics():
+    torch.manual_seed(0)
+    base = resnet50(width_per_group=8)
+    net = models.Net(base, mean=(0.1307,) * 3, std=(0.3081,) * 3).eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = base.eval()((x - 0.1307) / 0.3081)
+        assert torch.allclose(net(x), expected, atol=1e-5)
+        assert not torch.allclose(models.Net(base).eval()(x), expected, atol=1e-3)

@@ -32,7 +32,9 @@ def summary(rows) -> pd.DataFrame:
                     ci_low=mean - 1,
                     ci_high=mean + 1,
                     runs=10,
+                    collapsed=0,
                     excluded=0,
+                    expected=10,
                 )
             )
     return pd.DataFrame(out)
@@ -129,3 +131,38 @@ def test_table2_transposed_models_as_rows():
     assert cells[0] == ["model", "Low-Res", "Low-Pass"]
     assert cells[2] == ["Robust", "**83.70**", "**84.70**"] and cells[3] == ["Natural", "79.10", "80.10"]
     assert cells[4] == ["Robust - Natural", "4.60", "4.60"]  # a delta is never bold
+
+
+def test_points_with_collapsed_runs_are_marked_and_short_points_say_their_seeds():
+    """A point whose mean includes collapsed runs gets a black cross (and the legend says what it
+    means); a point with fewer runs than the grid's seeds is labelled runs/seeds."""
+    spec = grid.figure_spec(CONFIG, "fig5c")
+    table = summary([(d, "linf_4 - linf_8", 1, [1, 2, 3, 4]) for d in spec["datasets"]])
+    table.loc[(table.dataset == "svhn") & (table["size"] == "200"), "collapsed"] = 2
+    table.loc[(table.dataset == "mnist") & (table["size"] == "400"), "runs"] = 7
+    ax = plots.draw(table, spec).axes[0]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x" and line.get_linestyle() == "None"]
+    assert len(crosses) == 1 and list(crosses[0].get_ydata()) == [2]
+    assert "includes collapsed runs" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [t.get_text() for t in ax.texts] == ["7/10"]
+    clean = plots.draw(summary([(d, "linf_4 - linf_8", 1, [1, 2, 3, 4]) for d in spec["datasets"]]), spec).axes[0]
+    assert not [line for line in clean.get_lines() if line.get_marker() == "x"] and not clean.texts
+
+
+def test_tables_count_collapsed_and_missing_runs_per_cell(tmp_path):
+    """Table 7 as the paper averages (collapsed runs in): the cell says how many collapsed
+    (†n) and how many seeds it lacks (r/s), the footnotes say what the marks mean, and the CSV
+    carries the counts as numbers."""
+    spec = grid.figure_spec(CONFIG, "table7")
+    table = summary([("svhn", s, 3, [20, 30, 40, 50]) for s in ("natural", "l2_3")])
+    table.loc[(table.source == "natural") & (table["size"] == "100"), "collapsed"] = 1
+    table.loc[(table.source == "l2_3") & (table["size"] == "200"), "runs"] = 9
+    plots.write_table(table, spec, tmp_path / "t.csv", tmp_path / "t.md")
+    md = (tmp_path / "t.md").read_text()
+    assert "**20.00** †1" in md and "(9/10)" in md and md.count("†1") == 1
+    assert "†n: n of the cell's runs collapsed" in md and "averaged in, as the authors did" in md
+    assert "(r/s): only r of the s seeds" in md
+    csv = pd.read_csv(tmp_path / "t.csv", dtype={"n": str}).set_index("n")
+    assert (
+        csv.loc["100", "natural collapsed"] == 1 and csv.loc["200", "l2_3 runs"] == 9 and csv.loc["100", "seeds"] == 10
+    )

@@ -182,19 +182,21 @@ def test_per_run_final_best_epoch(runs):
         stats.per_run(flagged, "median")
 
 
-def test_summarize_excludes_collapsed_by_default(runs):
-    """Collapsed runs are left out of the mean and CI, and counted as excluded; with
-    include_collapsed=True every run is used."""
+def test_summarize_averages_collapsed_runs_by_default_and_counts_them(runs):
+    """By default every run is averaged, as the authors did, and each cell counts its collapsed
+    runs; include_collapsed=False leaves them out of the mean and CI, counted as excluded."""
     values = stats.per_run(stats.flag_collapsed(runs), "final")
-    out = stats.summarize(values, ["dataset", "source", "k", "size", "n"]).set_index("source")
+    out = stats.summarize(values, ["dataset", "source", "k", "size", "n"], include_collapsed=False).set_index("source")
     assert out.loc["natural", "runs"] == 1 and out.loc["natural", "excluded"] == 2
+    assert out.loc["natural", "collapsed"] == 2
     assert out.loc["natural", "mean"] == 40.0
     assert math.isnan(out.loc["natural", "ci_low"])  # one run: no interval
     assert out.loc["l2_3", "runs"] == 1 and out.loc["l2_3", "excluded"] == 2
     assert out.loc["l2_3", "mean"] == 15.5
 
-    inc = stats.summarize(values, ["dataset", "source", "k", "size", "n"], include_collapsed=True).set_index("source")
+    inc = stats.summarize(values, ["dataset", "source", "k", "size", "n"]).set_index("source")
     assert inc.loc["natural", "runs"] == 3 and inc.loc["natural", "excluded"] == 0
+    assert inc.loc["natural", "collapsed"] == 2
     assert inc.loc["natural", "mean"] == pytest.approx((40.0 + 10.0 + 44.0) / 3)
     assert inc.loc["l2_3", "mean"] == pytest.approx((70.0 + 15.0 + 15.5) / 3)
     lo, hi = stats.bootstrap_ci(values[values.source == "natural"]["value"], 0, 1000)

@@ -150,7 +150,7 @@ def test_inputs_resize_and_scale():
 def test_to_device_layout():
     """NHWC uint8 numpy -> NCHW uint8 tensor, pixel for pixel."""
     images, labels = _data(3, 0)
-    x, y = train.to_device(images, labels, CPU)
+    x, y = train.to_device(images, labels, device=CPU)
     assert x.dtype == torch.uint8 and x.shape == (3, 3, 8, 8)
     assert np.array_equal(x.permute(0, 2, 3, 1).numpy(), images)
     assert y.dtype == torch.int64 and np.array_equal(y.numpy(), labels)
@@ -240,7 +240,7 @@ def test_run_job_trains_on_exactly_the_subset(tmp_path):
     torch.manual_seed(0)
     checkpoints.save(resnet50(num_classes=5, width_per_group=8), tmp_path / "source.pt", {})
     data.save_split(tmp_path / "test.npz", *_data(20, 4))
-    settings = {**_tiny_cfg(), "head_std": 1.0, "device": "cpu", "deterministic": True}
+    settings = {**_tiny_cfg(), "head_std": 1.0, "device": "cpu", "deterministic": True, "init": None}
     results = []
     for name, (x, y), subset in [("all", (images, labels), idx), ("only", (images[idx], labels[idx]), np.arange(12))]:
         data.save_split(tmp_path / f"{name}.npz", x, y)
@@ -258,6 +258,37 @@ def test_run_job_trains_on_exactly_the_subset(tmp_path):
     assert (results[0]["n"] == 12).all()
     # accuracies are over 12 images: multiples of 1/12
     assert np.allclose(results[0]["train_acc"] * 12 / 100, np.round(results[0]["train_acc"] * 12 / 100))
+
+
+def _scratch_job(tmp_path, seed, source_seed=0, init="run"):
+    """A from-scratch job on a tiny split, its source file drawn from `source_seed`; returns its
+    metrics without time."""
+    from types import SimpleNamespace
+
+    from robust_transfer import checkpoints, data, grid, runs
+
+    torch.manual_seed(source_seed)
+    checkpoints.save(resnet50(width_per_group=8), tmp_path / "source.pt", {})
+    data.save_split(tmp_path / "train.npz", *_data(16, 3))
+    data.save_split(tmp_path / "test.npz", *_data(8, 4))
+    np.save(tmp_path / "subset.npy", np.arange(16))
+    settings = {**_tiny_cfg(epochs=1, eval_epochs=[1], input_size=8), "init": init, "head_std": None}
+    settings |= {"mean": [0.3] * 3, "std": [0.3] * 3, "device": "cpu", "deterministic": True}
+    files = {"train": "train.npz", "test": "test.npz", "subset": "subset.npy", "source": "source.pt"}
+    inputs = SimpleNamespace(**{k: tmp_path / f for k, f in files.items()})
+    outputs = SimpleNamespace(metrics=tmp_path / "m.csv", meta=tmp_path / "m.json")
+    runs.run_job(inputs, outputs, grid.Run("d", "scratch", 16, "16", seed), settings)
+    return pd.read_csv(outputs.metrics).drop(columns="time")
+
+
+def test_from_scratch_init_is_drawn_per_run_seed(tmp_path):
+    """init: run: every run draws its own random network from its seed (the authors): the
+    source file's weights play no part (only its architecture), the seed does."""
+    a = _scratch_job(tmp_path, 1, source_seed=0)
+    pd.testing.assert_frame_equal(a, _scratch_job(tmp_path, 1, source_seed=5))
+    assert not a["test_loss"].equals(_scratch_job(tmp_path, 2, source_seed=0)["test_loss"])
+    fixed = _scratch_job(tmp_path, 1, source_seed=0, init=None)  # one shared init: the file's weights
+    assert not fixed["test_loss"].equals(_scratch_job(tmp_path, 1, source_seed=5, init=None)["test_loss"])
 
 
 def test_evaluate_runs_in_eval_mode():
