@@ -146,23 +146,79 @@ def _problems(config, edit):
 
 
 BAD = [
-    ("n above the training set", lambda c: c["figures"]["fig5c"].update(sizes=[60001]), "n=60001 is more than the 60000 training images of mnist"),
-    ("n above a split training set", lambda c: c["figures"]["table2"].update(sizes=[4000]), "n=4000 is more than the 3030 training images of caltech101_32"),
-    ("n below the classes", lambda c: c["figures"]["fig5c"].update(sizes=[50]), "n=50 is fewer than the 100 classes of cifar100"),
-    ("k not in the architecture", lambda c: c["figures"]["fig4a"].update(k=[0, 17]), "fig4a: k=17 is not in ResNet-50, which has 16 blocks"),
-    ("no runs", lambda c: c["figures"]["fig2a"].update(k_by_source={"l2_3": [], "natural": []}), "figures.fig2a selects no runs"),
-    ("unknown dataset", lambda c: c["figures"]["fig5a"].update(datasets=["cifar11"]), "figures.fig5a: dataset 'cifar11' is not in datasets"),
-    ("unknown source", lambda c: c["figures"]["fig5c"]["delta"].update(a="linf_16"), "figures.fig5c: source 'linf_16' is not in sources"),
-    ("unknown grid source", lambda c: c["grid"].update(sources=["natural", "l2"]), "grid.sources: 'l2' is not in sources"),
-    ("unknown k_by_source", lambda c: c["figures"]["table7"].update(k_by_source={"scrach": [16]}), "k_by_source: 'scrach' is not in sources"),
-    ("unknown loader", lambda c: c["datasets"].update(stl10={"loader": "stl10"}), "datasets.stl10.loader 'stl10' is not one of"),
-    ("missing split", lambda c: c["datasets"].update(cal={"loader": "caltech101"}), "datasets.cal: caltech101 has no official train/test split"),
-    ("malformed url", lambda c: c["sources"]["l2_3"].update(url="htps://www.dropbox.com/x.pt"), "sources.l2_3.url: 'htps://www.dropbox.com/x.pt' is not an http(s)://"),
+    (
+        "n above the training set",
+        lambda c: c["figures"]["fig5c"].update(sizes=[60001]),
+        "n=60001 is more than the 60000 training images of mnist",
+    ),
+    (
+        "n above a split training set",
+        lambda c: c["figures"]["table2"].update(sizes=[4000]),
+        "n=4000 is more than the 3030 training images of caltech101_32",
+    ),
+    (
+        "n below the classes",
+        lambda c: c["figures"]["fig5c"].update(sizes=[50]),
+        "n=50 is fewer than the 100 classes of cifar100",
+    ),
+    (
+        "k not in the architecture",
+        lambda c: c["figures"]["fig4a"].update(k=[0, 17]),
+        "fig4a: k=17 is not in ResNet-50, which has 16 blocks",
+    ),
+    (
+        "no runs",
+        lambda c: c["figures"]["fig2a"].update(k_by_source={"l2_3": [], "natural": []}),
+        "figures.fig2a selects no runs",
+    ),
+    (
+        "unknown dataset",
+        lambda c: c["figures"]["fig5a"].update(datasets=["cifar11"]),
+        "figures.fig5a: dataset 'cifar11' is not in datasets",
+    ),
+    (
+        "unknown source",
+        lambda c: c["figures"]["fig5c"]["delta"].update(a="linf_16"),
+        "figures.fig5c: source 'linf_16' is not in sources",
+    ),
+    (
+        "unknown grid source",
+        lambda c: c["grid"].update(sources=["natural", "l2"]),
+        "grid.sources: 'l2' is not in sources",
+    ),
+    (
+        "unknown k_by_source",
+        lambda c: c["figures"]["table7"].update(k_by_source={"scrach": [16]}),
+        "k_by_source: 'scrach' is not in sources",
+    ),
+    (
+        "unknown loader",
+        lambda c: c["datasets"].update(stl10={"loader": "stl10"}),
+        "datasets.stl10.loader 'stl10' is not one of",
+    ),
+    (
+        "missing split",
+        lambda c: c["datasets"].update(cal={"loader": "caltech101"}),
+        "datasets.cal: caltech101 has no official train/test split",
+    ),
+    (
+        "malformed url",
+        lambda c: c["sources"]["l2_3"].update(url="htps://www.dropbox.com/x.pt"),
+        "sources.l2_3.url: 'htps://www.dropbox.com/x.pt' is not an http(s)://",
+    ),
     ("url without host", lambda c: c["sources"]["l2_3"].update(url="https:///x.pt"), "sources.l2_3.url"),
-    ("two recipes", lambda c: c["sources"]["l2_3"].update(random_init={"seed": 0}), "sources.l2_3: a source needs exactly one of"),
+    (
+        "two recipes",
+        lambda c: c["sources"]["l2_3"].update(random_init={"seed": 0}),
+        "sources.l2_3: a source needs exactly one of",
+    ),
     ("epoch not logged", lambda c: c["figures"]["fig3a"].update(epochs=[11, 20]), "fig3a: epochs [20] are not logged"),
-    ("lowpass with random crop", lambda c: c["datasets"]["caltech101_lowpass"].update(train_crop="random"), "needs train_crop: center"),
-]  # fmt: skip
+    (
+        "lowpass with random crop",
+        lambda c: c["datasets"]["caltech101_lowpass"].update(train_crop="random"),
+        "needs train_crop: center",
+    ),
+]
 
 
 @pytest.mark.parametrize("name, edit, message", BAD, ids=[b[0] for b in BAD])
