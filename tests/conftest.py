@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,69 @@ def job_counts(output: str) -> dict[str, int]:
         counts[m.group(1)] = int(m.group(2))
     counts.pop("total", None)
     return counts
+
+
+# --- the README's demo, run once per test session ---------------------------------------------
+
+WORKFLOW = [
+    "Snakefile",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "robust_transfer",
+    "profiles",
+    "config.yaml",
+    "config.demo.yaml",
+]
+
+
+def readme_commands() -> tuple[str, str]:
+    """The README's first two commands: install + demo, install + tests."""
+    text = (REPO / "README.md").read_text()
+    commands = re.findall(r"```bash\n(python3 -m venv .venv && [^\n]+)\n```", text)
+    assert len(commands) >= 2, "README.md lost its two commands"
+    return commands[0], commands[1]
+
+
+def demo_command() -> list[str]:
+    """The README's demo command, as written, after its install step: `.venv/bin/snakemake ...`
+    runs as this interpreter's Snakemake (the tests run inside that installation)."""
+    step = readme_commands()[0].split("&&")[-1].strip()
+    argv = shlex.split(step)
+    assert argv[0].endswith("snakemake"), step
+    return [sys.executable, "-m", "snakemake", *argv[1:]]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow's files (no results), so a test may run or edit it freely."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in WORKFLOW:
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, dest / item)
+    return dest
+
+
+@dataclass
+class Demo:
+    root: Path  # a copy of the workflow holding the demo's results, figures and logs
+    seconds: float  # wall time of the demo command
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Demo:
+    """The README's demo command, as written (profiles/demo, config.demo.yaml unmodified), run
+    once in a copy of the workflow: every test that needs finished runs reads them here."""
+    root = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    start = time.time()
+    proc = subprocess.run(demo_command(), cwd=root, capture_output=True, text=True)
+    seconds = time.time() - start
+    if proc.returncode != 0:
+        pytest.fail(f"the README's demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return Demo(root, seconds, proc.stdout + proc.stderr)
+
+
+def clone_results(demo: Demo, dest: Path) -> Path:
+    """A copy of the finished demo (workflow, results, Snakemake's metadata) to modify."""
+    shutil.copytree(demo.root, dest, symlinks=True)
+    return dest
