@@ -366,13 +366,35 @@ def save_split(path, images: np.ndarray, labels: np.ndarray, extents: np.ndarray
 
 
 def load_split(path) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as f:
-        return f["images"], f["labels"]
+    with _open(path) as f:
+        return _read(path, f, "images"), _read(path, f, "labels")
 
 
 def load_extents(path) -> np.ndarray | None:
-    with np.load(path) as f:
-        return f["extents"] if "extents" in f else None
+    with _open(path) as f:
+        return _read(path, f, "extents") if "extents" in f else None
+
+
+def _open(path):
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as err:  # truncated, not an npz
+        raise BadData(path, err) from None
+
+
+def _read(path, f, key) -> np.ndarray:
+    try:
+        return f[key]
+    except Exception as err:  # a member cut short, or missing
+        raise BadData(path, err) from None
+
+
+class BadData(ValueError):
+    def __init__(self, path, err):
+        super().__init__(
+            f"{path}: unreadable prepared split ({type(err).__name__}: {err}). It was cut short or is not one "
+            f"of ours: delete it (or run snakemake --forcerun prepare) so that it is prepared again."
+        )
 
 
 SUBSET_RULES = ("make_mask", "make_loaders")

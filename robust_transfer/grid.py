@@ -164,7 +164,7 @@ def figure_spec(config: dict, fig: str) -> dict:
     spec = {k: v for k, v in config["figures"][fig].items() if v is not None}
     if not config.get("paper_ylim", True):
         spec.pop("ylim", None)
-    spec = {**spec, **figure_selection(config, fig), "palette": list(config["datasets"])}
+    spec = {**spec, **figure_statistics(config, fig), "palette": list(config["datasets"])}
     spec["labels"] = {**(config.get("labels") or {}), **(spec.get("labels") or {})}
     if config.get("title_tag"):
         spec["title_tag"] = config["title_tag"]

@@ -24,9 +24,31 @@ METRIC_COLUMNS = ["epoch", "test_acc", "test_loss", "train_acc", "train_loss", "
 
 def read_runs(paths) -> pd.DataFrame:
     """The tidy run table: one row per (run, logged epoch), from run tables (a run's metrics
-    CSV, or a table of many runs such as the authors' converted logs)."""
-    frames = [pd.read_csv(p, dtype={"size": str}) for p in paths]
+    CSV, or a table of many runs such as the authors' converted logs). A file that is not a
+    run table fails naming it."""
+    frames = [_run_table(p) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + METRIC_COLUMNS)
+
+
+NEEDED = RUN_KEYS + ["epoch", "test_acc", "test_loss", "train_loss", "n", "classes"]
+
+
+def _run_table(path) -> pd.DataFrame:
+    fix = "delete it (or run snakemake --forcerun on it) so that its run is made again"
+    try:
+        table = pd.read_csv(path, dtype={"size": str})
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path}: not a readable run table ({err}); {fix}") from None
+    missing = [c for c in NEEDED if c not in table.columns]
+    bad = (
+        table[["epoch", "test_acc"]].apply(pd.to_numeric, errors="coerce").isna().any(axis=None)
+        if not missing
+        else False
+    )
+    if missing or bad or table.empty:
+        why = f"lacks columns {missing}" if missing else "has no rows" if table.empty else "has non-numeric values"
+        raise ValueError(f"{path}: not a run table, it {why}; {fix}")
+    return table
 
 
 def select(runs: pd.DataFrame, selection: dict) -> pd.DataFrame:
@@ -112,6 +134,23 @@ def summarize(
         )
     out = pd.DataFrame(rows, columns=by + ["mean", "ci_low", "ci_high", *COUNTS[:3]])
     return sort_sizes(out)
+
+
+def counts(summary: pd.DataFrame) -> dict[str, str | int]:
+    """A summary's counts in words (report labels): points, runs per point against the grid's
+    seeds, collapsed runs, points short of seeds."""
+    if summary.empty:
+        return {"points": 0}
+    runs, seeds = summary["runs"], summary["expected"]
+    return {
+        "points": len(summary),
+        "runs per point": f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}-{runs.max()}",
+        "seeds (grid)": f"{int(seeds.min())}"
+        if seeds.min() == seeds.max()
+        else f"{int(seeds.min())}-{int(seeds.max())}",
+        "collapsed runs": int(summary["collapsed"].sum()),
+        "points short of seeds": int((runs < seeds).sum()),
+    }
 
 
 def paired_delta(values: pd.DataFrame, by: str, a, b) -> pd.DataFrame:

@@ -21,7 +21,7 @@ rule collect:
     input:
         runs=metrics_files(grid.all_runs(config)),
     output:
-        runs="results/runs.csv",
+        runs=report("results/runs.csv", caption="../report/runs.rst", category="Runs"),
     log:
         "logs/collect.log",
     localrule: True

@@ -91,6 +91,18 @@ def figure_spec(wildcards):
     return grid.figure_spec(config, wildcards.fig)
 
 
+def report_labels(wildcards, input):
+    """What `snakemake --report` shows beside a figure or table, read from its summary when the
+    report is made (never at run time): its runs, the seeds per point, the collapsed runs.
+    """
+    import pandas as pd
+
+    from robust_transfer import stats
+
+    summary = pd.read_csv(input.summary, dtype={"size": str})
+    return {"id": wildcards.fig, **stats.counts(summary)}
+
+
 # ---- inputs and targets
 
 

@@ -3,7 +3,12 @@ rule figure:
         summary="results/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
     output:
-        pdf="figures/{fig}.pdf",
+        pdf=report(
+            "figures/{fig}.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels=report_labels,
+        ),
     log:
         "logs/figure/{fig}.log",
     wildcard_constraints:
@@ -22,7 +27,12 @@ rule table:
         summary="results/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
     output:
-        csv="figures/{fig}.csv",
+        csv=report(
+            "figures/{fig}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels=report_labels,
+        ),
         md="figures/{fig}.md",
     log:
         "logs/table/{fig}.log",

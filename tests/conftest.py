@@ -4,6 +4,7 @@ runner for real Snakemake invocations of the real workflow."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shlex
 import shutil
@@ -27,6 +28,17 @@ def load_config(*overlays: str | Path) -> dict:
     for path in overlays:
         update_config(config, yaml.safe_load((REPO / path).read_text()))
     return config
+
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(reason: str):
+    """A prerequisite of a test is absent: under CI (CI=true) that is a failure with its reason,
+    never a silent skip; elsewhere the test is skipped, saying why."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: prerequisites must be present)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

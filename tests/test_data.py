@@ -516,3 +516,12 @@ def test_make_loaders_subset_is_the_robustness_librarys():
         data.draw_subset("make_loaders", labels, 10, 3), data.subset_make_loaders(1000, 10, 3)
     )
     np.testing.assert_array_equal(data.draw_subset("make_mask", labels, 10, 3), data.subset(labels, 10, 3))
+
+
+def test_a_truncated_split_fails_naming_the_file(tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, (50, 8, 8, 3), dtype=np.uint8)
+    data.save_split(tmp_path / "train.npz", images, np.arange(50) % 5)
+    path = tmp_path / "train.npz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(data.BadData, match=f"{path}: unreadable prepared split .*prepared again"):
+        data.load_split(path)

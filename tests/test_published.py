@@ -10,15 +10,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import missing
 
 from robust_transfer import grid, plots, published, stats
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 LOGS = REFERENCE / "utrera2020_april_logs.csv"
-needs_logs = pytest.mark.skipif(
-    not LOGS.exists(), reason=f"the authors' April-2020 logs are not beside the checkout ({LOGS})"
-)
+
+
+@pytest.fixture(autouse=True)
+def needs_logs(request):
+    """Tests marked `logs` read the authors' logs from ../shared/reference beside the checkout."""
+    if request.node.get_closest_marker("logs") and not LOGS.exists():
+        missing(f"the authors' April-2020 logs are not beside the checkout ({LOGS})")
+
+
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 COLUMNS = {"Natural": "natural", "Linf 4/255": "linf_4", "L2 eps=3": "l2_3", "Linf 8/255": "linf_8"}
 DATASETS = {
@@ -33,6 +40,8 @@ DATASETS = {
 
 @pytest.fixture(scope="module")
 def runs():
+    if not LOGS.exists():
+        missing(f"the authors' April-2020 logs are not beside the checkout ({LOGS})")
     return stats.flag_collapsed(published.to_run_table(pd.read_csv(LOGS)), CONFIG["aggregate"]["collapse_margin"])
 
 
@@ -71,7 +80,7 @@ def test_codes_map_to_our_names():
         published.to_run_table(logs.rename(columns={"nat_prec1": "test_acc"}))  # another file's format
 
 
-@needs_logs
+@pytest.mark.logs
 def test_every_column_of_the_conversion():
     """Each of the authors' columns lands in its own column of our run table, value for value:
     distinct numbers per column, so a swapped or misnamed mapping shows."""
@@ -105,7 +114,7 @@ def test_conversion_keeps_every_run(runs):
     assert set(keys["k"]) == {0, 1, 3, 16}
 
 
-@needs_logs
+@pytest.mark.logs
 def test_table7_equals_the_paper_for_small_n(runs):
     """By default every cell with n <= 1600 is within 0.01 of the paper's Table 7: the paper
     averaged all ten runs, the one collapsed run included, and so does our default."""
@@ -123,7 +132,7 @@ def test_table7_equals_the_paper_for_small_n(runs):
     assert checked >= 100, checked  # Linf 8/255 was only run on CIFAR-10 and SVHN in April 2020
 
 
-@needs_logs
+@pytest.mark.logs
 def test_fig5c_matches_the_published_values(runs):
     """Fig 5c (k=1, best epoch): CIFAR-10 at n=100 about +7.4, SVHN at n=800 about -5.7."""
     s = summary(runs, "fig5c").set_index(["dataset", "size"])["mean"]
@@ -133,7 +142,7 @@ def test_fig5c_matches_the_published_values(runs):
     assert text[("cifar10", "100")] == pytest.approx(0.9, abs=0.2)
 
 
-@needs_logs
+@pytest.mark.logs
 def test_the_collapsed_run_is_flagged_counted_and_optionally_left_out(runs):
     """The one run that ended near chance (SVHN, natural, n=100) is flagged and counted; the
     default averages it in (as the paper did), include_collapsed=False leaves it out."""
@@ -169,7 +178,7 @@ def test_compare_reports_difference_and_overlap():
     assert out.loc["full", "difference"] == -1.0 and pd.isna(out.loc["full", "ci_overlap"])
 
 
-@needs_logs
+@pytest.mark.logs
 def test_snakemake_builds_every_published_figure(tmp_path):
     """The real rules: fetch (from the local mirror, sha256-checked), convert, aggregate, plot."""
     cfg = tmp_path / "published.yaml"

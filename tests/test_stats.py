@@ -331,3 +331,20 @@ def test_best_epoch_metric_picks_each_runs_maximum():
     out = stats.figure_summary(stats.flag_collapsed(runs), {**SPEC, "metric": "best"}, seed=0).iloc[0]
     a_best = np.array([61.0, 64.0, 58.0, 66.0, 60.0, 63.0])
     assert out["mean"] == pytest.approx((a_best - 80.0).mean())
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ("epoch,test_acc\n1,50\n", "lacks columns"),
+        ("", "not a readable run table"),
+        ("\x00\x01garbage", "lacks columns"),
+    ],
+)
+def test_a_corrupted_run_table_fails_naming_the_file(tmp_path, runs, content, why):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    runs.to_csv(good, index=False)
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=f"{bad}: .*{why}.*made again"):
+        stats.read_runs([good, bad])
+    assert len(stats.read_runs([good])) == len(runs)

@@ -355,3 +355,85 @@ def test_adversarial_evaluation_is_below_clean():
     attack = train.make_attack({"norm": "linf", "eps": 0.1, "steps": 3}, torch.Generator().manual_seed(0))
     adv, _ = train.evaluate(model, xs, y, cfg, attack)
     assert clean > 90 and adv < clean - 20
+
+
+# --- resume: a killed run continues where it stopped, with the same numbers ----------------
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path):
+    """The state saved at every evaluation epoch (model, optimiser, epoch, every RNG, rows) lets
+    a rerun continue after a crash and end with exactly the uninterrupted run's numbers; the
+    state is removed when the run completes."""
+    cfg = _tiny_cfg(epochs=6, eval_epochs=[2, 4, 6])
+
+    def run(resume=None, progress=lambda s: None):
+        torch.manual_seed(0)
+        model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+        return train.finetune(model, _data(40, 1), _data(20, 2), cfg, 7, CPU, progress=progress, resume=resume)
+
+    whole = run()
+    resume = train.Resume(tmp_path / "state", "key")
+    logged = []
+
+    def killed_at_epoch_6(line):  # the state was last saved after epoch 4
+        logged.append(line)
+        if line.startswith("epoch=6"):
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        run(resume, killed_at_epoch_6)
+    assert resume.path.exists() and torch.load(resume.path, weights_only=True)["epoch"] == 4
+    lines = []
+    resumed = run(resume, lines.append)
+    assert lines[0] == f"resumed from {resume.path} after epoch 4" and len(lines) == 2  # epoch 6 only
+    assert _strip(resumed) == _strip(whole)
+    assert not resume.path.exists()
+
+
+def test_a_state_of_other_inputs_is_never_used(tmp_path):
+    cfg = _tiny_cfg(epochs=2, eval_epochs=[1, 2])
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    loop = train.start(model, _data(16, 1), _data(8, 2), cfg, 7, CPU)
+    train.train_epoch(loop)
+    train.save_state(loop, train.Resume(tmp_path / "state", "old inputs"))
+    lines = []
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    train.finetune(model, _data(16, 1), _data(8, 2), cfg, 7, CPU, lines.append, train.Resume(tmp_path / "state", "new"))
+    assert not any(line.startswith("resumed") for line in lines)
+
+
+def test_sigterm_saves_the_state_and_stops(tmp_path, monkeypatch):
+    """A SIGTERM (pre-emption, a SLURM time limit) ends the run at the end of its epoch with the
+    state saved; the rerun completes it with the uninterrupted numbers."""
+    import os
+    import signal
+
+    cfg = _tiny_cfg(epochs=4, eval_epochs=[4])
+
+    def run(resume=None, progress=lambda s: None):
+        torch.manual_seed(0)
+        model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+        return train.finetune(model, _data(40, 1), _data(20, 2), cfg, 7, CPU, progress=progress, resume=resume)
+
+    whole = run()
+    resume = train.Resume(tmp_path / "state", "key")
+    original, sent = train.train_epoch, []
+
+    def epoch_then_sigterm(loop):  # the signal arrives during epoch 2
+        out = original(loop)
+        if loop.epoch == 2 and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+        return out
+
+    monkeypatch.setattr(train, "train_epoch", epoch_then_sigterm)
+    with pytest.raises(train.Preempted, match="SIGTERM after epoch 2"):
+        run(resume)
+    monkeypatch.setattr(train, "train_epoch", original)
+    assert torch.load(resume.path, weights_only=True)["epoch"] == 2
+    assert _strip(run(resume)) == _strip(whole)

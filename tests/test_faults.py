@@ -1,0 +1,179 @@
+"""Nothing lost, nothing trusted blindly, on real Snakemake runs: a run killed halfway resumes,
+a workflow killed at random moments finishes with a clean run's numbers, and broken inputs or an
+unwritable results folder fail naming the file while nothing already finished is deleted."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import clone_results, copy_workflow, missing
+
+from robust_transfer import grid
+
+pytestmark = pytest.mark.slow
+DEMO = ["--workflow-profile", "profiles/demo"]
+
+
+def _snakemake(root: Path, *args, check=True, configfiles=("config.demo.yaml",)):
+    cmd = [sys.executable, "-m", "snakemake", *DEMO, *map(str, args), "--configfile", *map(str, configfiles)]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _metrics(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path).drop(columns="time")
+
+
+def _longest_run() -> grid.Run:
+    """The demo run with the most epochs (so that it can be killed halfway)."""
+    config = _demo()
+    return max(grid.all_runs(config), key=lambda r: (grid.schedule(config["finetune"], r.size)["epochs"], r.k))
+
+
+def test_a_run_killed_halfway_resumes_with_identical_metrics_in_less_time(demo, tmp_path):
+    """SIGKILL the whole Snakemake process tree once the run has saved a state past its first
+    evaluation epoch; the rerun continues from there (its log says so), ends with exactly the
+    metrics of the uninterrupted run and takes less time than it did."""
+    root = clone_results(demo, tmp_path / "wf")
+    run = _longest_run()
+    target, state = f"{run.path}.csv", root / grid.state_path(run.path)
+    before = _metrics(demo.root / target)
+    whole = yaml.safe_load((demo.root / f"{run.path}.json").read_text())["wall_seconds"]
+    cmd = [sys.executable, "-m", "snakemake", *DEMO, "--forcerun", target, "--configfile", "config.demo.yaml"]
+    proc = subprocess.Popen(cmd, cwd=root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saves, deadline, last = 0, time.time() + 600, None
+    while saves < 2 and time.time() < deadline and proc.poll() is None:  # the second save: past epoch 1
+        stamp = state.stat().st_mtime_ns if state.exists() else None
+        if stamp is not None and stamp != last:
+            saves, last = saves + 1, stamp
+        time.sleep(0.05)
+    assert saves >= 2, "the run finished or stalled before saving twice"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _snakemake(root, "--unlock")
+    _snakemake(root, target)
+    log = (root / "logs" / "finetune" / f"{run.path.removeprefix('results/runs/')}.log").read_text()
+    assert "resumed from" in log
+    pd.testing.assert_frame_equal(_metrics(root / target), before)
+    resumed = yaml.safe_load((root / f"{run.path}.json").read_text())["wall_seconds"]
+    print(f"uninterrupted {whole:.1f} s, resumed {resumed:.1f} s")
+    assert resumed < whole
+    assert not state.exists()  # removed once the run completed
+
+
+# A small demo for the kill test: digits only, n = 20, two seeds, few epochs, four figures.
+SMALL = {
+    "sources": {s: {"train": {"epochs": 2}} for s in ("natural", "l2_3", "linf_4", "linf_8")},
+    "grid": {"datasets": ["digits"], "sizes": [20], "seeds": {"count": 2, "by_size": {}}},
+    "finetune": {"schedule": [{"max_size": None, "epochs": 6, "eval_every": 2}]},
+    "figures": {
+        **{f: {"in_all": False} for f in ("fig2a", "fig3a", "fig3b", "fig4b", "fig5a", "fig5b", "fig5d", "fig5e")},
+        **{f: {"in_all": False} for f in ("fig10a_800", "fig10b_800", "fig10a_12800", "fig10b_12800")},
+        **{f: {"in_all": False} for f in ("fig11a_linf8", "fig11b_linf8", "table2")},
+        "fig2b": {"sizes": None},
+        "fig5c": {"sizes": None},
+        "fig4a": {"sizes": None},
+        "table7": {"sizes": None},
+    },
+}
+
+
+def _outputs(root: Path) -> dict[str, pd.DataFrame]:
+    out = {"runs.csv": pd.read_csv(root / "results" / "runs.csv").drop(columns="time")}
+    for path in sorted((root / "results" / "figures").glob("*/summary.csv")) + sorted((root / "figures").glob("*.csv")):
+        out[str(path.relative_to(root))] = pd.read_csv(path)
+    return out
+
+
+def test_killing_the_whole_workflow_at_random_moments_changes_no_number(tmp_path):
+    """Three SIGKILLs of the whole process tree at random moments (seeded), an unlock after each
+    (a killed Snakemake leaves its lock), then a run to the end: the run table and every
+    figure's numbers equal those of a clean run of the same config."""
+    overlays = ["config.demo.yaml", "small.yaml"]
+    clean, killed = copy_workflow(tmp_path / "clean"), copy_workflow(tmp_path / "killed")
+    for root in (clean, killed):
+        (root / "small.yaml").write_text(yaml.safe_dump(SMALL))
+    start = time.time()
+    _snakemake(clean, configfiles=overlays)
+    seconds = time.time() - start
+    moments = random.Random(0)
+    for _ in range(3):
+        cmd = [sys.executable, "-m", "snakemake", *DEMO, "--configfile", *overlays]
+        proc = subprocess.Popen(
+            cmd, cwd=killed, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(moments.uniform(0.15, 0.6) * seconds)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _snakemake(killed, "--unlock", configfiles=overlays)
+    _snakemake(killed, configfiles=overlays)
+    ours, theirs = _outputs(killed), _outputs(clean)
+    assert ours.keys() == theirs.keys() and len(ours) > 5
+    for name in ours:
+        pd.testing.assert_frame_equal(ours[name], theirs[name], obj=name)
+
+
+def _fails_naming(root: Path, target: str, rule: str, needle: str) -> None:
+    """Running `target` (whose outputs are removed first: a job still to do) fails, and the
+    job's log or Snakemake's output names the broken file."""
+    for output in (root / target, root / target.replace(".csv", ".json")):
+        output.unlink(missing_ok=True)
+    proc = _snakemake(root, target, check=False)
+    assert proc.returncode != 0
+    logs = "".join(p.read_text() for p in (root / "logs" / rule).rglob("*.log"))
+    assert needle in logs + proc.stdout + proc.stderr, (logs[-2000:], proc.stderr[-2000:])
+
+
+def test_broken_inputs_fail_naming_the_file_and_delete_nothing_finished(demo, tmp_path):
+    """A truncated prepared split, a truncated source checkpoint and a corrupted run table each
+    fail the job that reads them, naming the file; every other finished run stays."""
+    run = _longest_run()
+    target, config = f"{run.path}.csv", _demo()
+    fig = next(f for f in grid.in_all(config) if run in grid.figure_runs(config, f))
+    cases = [
+        (f"results/data/{run.dataset}/train.npz", target, "finetune", "unreadable prepared split"),
+        (f"results/sources/{run.source}.pt", target, "finetune", "not a readable torch checkpoint"),
+        (target, f"results/figures/{fig}/summary.csv", "aggregate", "not a run table"),
+    ]
+    for i, (broken, job, rule, message) in enumerate(cases):
+        root = clone_results(demo, tmp_path / f"wf{i}")
+        finished = {p for p in (root / "results" / "runs").rglob("*.csv")} - {root / job, root / broken}
+        path = root / broken
+        path.write_bytes(path.read_bytes()[: max(1000, path.stat().st_size // 3)] if i < 2 else b"garbage\x00\n")
+        _fails_naming(root, job, rule, f"{broken}: {message}")
+        assert all(p.exists() for p in finished), f"case {broken}: a finished run was deleted"
+
+
+def _demo() -> dict:
+    from conftest import load_config
+
+    return load_config("config.demo.yaml")
+
+
+def test_an_unwritable_results_folder_fails_naming_it_and_deletes_nothing(demo, tmp_path):
+    root = clone_results(demo, tmp_path / "wf")
+    folder = root / "results" / "figures" / "fig2b"
+    kept = {p: p.read_bytes() for p in folder.iterdir()}
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        missing("chattr +i is not permitted here: cannot make a folder unwritable for root")
+    try:
+        proc = _snakemake(root, "--forcerun", "results/figures/fig2b/summary.csv", "figures/fig2b.pdf", check=False)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr + "".join(p.read_text() for p in (root / "logs" / "aggregate").glob("fig2b.log"))
+    assert "results/figures/fig2b" in text and ("Permission" in text or "not permitted" in text), text[-3000:]
+    assert {p: p.read_bytes() for p in folder.iterdir()} == kept
+    assert (root / "figures" / "fig2b.pdf").exists() and (root / "results" / "runs.csv").exists()
