@@ -33,6 +33,7 @@ class Loader:
     archives: tuple[tuple[str, str], ...] = ()  # (archive, folder it unpacks into), in unpacking order
     official_split: bool = True  # False: the dataset entry must set `split` (seeded per class)
     train_size: int | None = None  # images in the official training split (the authors' "full")
+    test_size: int | None = None  # images in the official test split
     classes: int | None = None
     class_counts: tuple[int, ...] | None = None  # images per class of a dataset without a split
     # The dataset's own normalisation (the authors' custom_datasets.py; their from-scratch runs)
@@ -107,6 +108,7 @@ LOADERS: dict[str, Loader] = {
         tuple(_CIFAR10),
         (("cifar-10-python.tar.gz", "."),),
         train_size=50000,
+        test_size=10000,
         classes=10,
         **CIFAR_STATS,
     ),
@@ -115,6 +117,7 @@ LOADERS: dict[str, Loader] = {
         tuple(f"cifar-100-python/{f}" for f in ["meta", "train", "test"]),
         (("cifar-100-python.tar.gz", "."),),
         train_size=50000,
+        test_size=10000,
         classes=100,
         **CIFAR_STATS,
     ),
@@ -122,15 +125,31 @@ LOADERS: dict[str, Loader] = {
         _read_svhn,
         ("train_32x32.mat", "test_32x32.mat"),
         train_size=73257,
+        test_size=26032,
         classes=10,
         mean=(0.4377, 0.4438, 0.4728),
         std=(0.1980, 0.2010, 0.1970),
     ),
     "mnist": Loader(
-        _read_arrays("mnist"), _idx_files("MNIST"), train_size=60000, classes=10, mean=(0.1307,) * 3, std=(0.3081,) * 3
+        _read_arrays("mnist"),
+        _idx_files("MNIST"),
+        train_size=60000,
+        test_size=10000,
+        classes=10,
+        mean=(0.1307,) * 3,
+        std=(0.3081,) * 3,
     ),
-    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
-    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
+    "fmnist": Loader(
+        _read_arrays("fmnist"),
+        _idx_files("FashionMNIST"),
+        train_size=60000,
+        test_size=10000,
+        classes=10,
+        **FMNIST_STATS,
+    ),
+    "kmnist": Loader(
+        _read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, test_size=10000, classes=10, **FMNIST_STATS
+    ),
     "caltech101": Loader(  # the authors normalise Caltech-101 with ImageNet's statistics
         _read_caltech101,
         ("caltech101/101_ObjectCategories",),

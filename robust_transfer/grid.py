@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 FULL = "full"
@@ -329,3 +330,81 @@ def _figure_problems(config: dict, fig: str) -> list[str]:
                 logged_at = f"n={n} logs epochs {logged}"
                 out.append(f"figures.{fig}: epochs {missing} are not logged ({logged_at}); see finetune.schedule")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# How long a job may take: the time limit (minutes) a cluster job asks for (`resources: runtime`)
+#
+# An estimate, not a measurement: one fixed cost per job plus a throughput, fitted to the
+# authors' timing of their April-2020 runs (../shared/docs/experiment-spec.md, "Compute"): a mean
+# n=100 run took 343 s (100 epochs of 100 images, 6 evaluations of a test set of about 10,000
+# images: 70,000 images) and a mean n=25,600 run 3,162 s (150 epochs: 3.84 M training images, 16
+# evaluations: 4.0 M images) on their GPUs, at 224 x 224. Those two points give about 290 s of
+# fixed cost (start, loading, evaluation set-up) and 1,400 images per second, training and
+# evaluation counted alike. Cost scales with the input's pixels (a ResNet-50's work does), so a
+# 16-px demo run costs 1/196 of a 224-px one per image. SAFETY covers slower GPUs, busy file
+# systems and runs that train more blocks (from scratch, k=16: about 2.5 x the work, still inside
+# 3 x); a retry asks for `attempt` times the estimate (rules/common.smk).
+
+RUNTIME_FIXED_S = 290  # seconds per job before the first image
+RUNTIME_IMAGES_PER_S = 1400  # 224-px images per second, training and evaluation alike
+RUNTIME_PIXELS = 224  # the input size RUNTIME_IMAGES_PER_S was measured at
+RUNTIME_SAFETY = 3  # time limit = SAFETY x estimate
+RUNTIME_MIN_MINUTES = 10  # never ask for less (start-up of Snakemake and the job itself)
+FULL_NETWORK_COST = 2.5  # training every block (pretraining) vs the authors' fine-tuning, per image
+ASSUMED_SPLIT = {"train": 50000, "test": 10000}  # a split whose size the registry cannot tell
+
+
+def split_size(config: dict, dataset: str, split: str) -> int:
+    """Images in a dataset's train or test split, exact where the registry tells (official
+    splits, per-class splits of known class counts), else an estimate (a class subset of an
+    official split: its share of the classes; unknown: ASSUMED_SPLIT). For time limits only."""
+    from .data import LOADERS
+
+    spec = config["datasets"][dataset]
+    loader = LOADERS[spec["loader"]]
+    counts, classes, cut = loader.class_counts, spec.get("classes"), spec.get("split")
+    if cut and counts is not None:
+        kept = [counts[c] for c in classes] if classes else list(counts)
+        if cut.get("train_per_class") is not None:
+            train = [min(c, cut["train_per_class"]) for c in kept]
+        else:
+            train = [c - int(round(c * cut["test_fraction"])) for c in kept]
+        return sum(train) if split == "train" else sum(kept) - sum(train)
+    if cut and cut.get("train_per_class") is not None and split == "train":
+        return cut["train_per_class"] * (len(classes) if classes else loader.classes or 1)
+    official = loader.train_size if split == "train" else loader.test_size
+    if not cut and official:
+        share = len(classes) / loader.classes if classes and loader.classes else 1
+        return max(1, int(official * share))
+    return ASSUMED_SPLIT[split]
+
+
+def estimate_minutes(fixed_s: float, images: float, input_size: int, attempt: int = 1) -> int:
+    """The time limit of a job that pushes `images` images of `input_size` px through a
+    ResNet-50, after `fixed_s` seconds of set-up: SAFETY x the estimate, at least
+    RUNTIME_MIN_MINUTES, times the attempt (1, then 2, 3 on retries)."""
+    seconds = fixed_s + images * (input_size / RUNTIME_PIXELS) ** 2 / RUNTIME_IMAGES_PER_S
+    return attempt * max(RUNTIME_MIN_MINUTES, math.ceil(RUNTIME_SAFETY * seconds / 60))
+
+
+def run_minutes(config: dict, dataset: str, size, attempt: int = 1) -> int:
+    """Time limit of one fine-tuning run: n x epochs training images (n: the run's size, the
+    full training split for "full") plus one pass over the test set per logged epoch."""
+    cfg = config["finetune"]
+    sched = schedule(cfg, size)
+    n = split_size(config, dataset, "train") if str(size) == FULL else int(size)
+    images = n * sched["epochs"] + split_size(config, dataset, "test") * len(sched["eval_epochs"])
+    return estimate_minutes(RUNTIME_FIXED_S, images, cfg.get("input_size", RUNTIME_PIXELS), attempt)
+
+
+def pretrain_minutes(config: dict, source: str, attempt: int = 1) -> int:
+    """Time limit of pretraining a source: every epoch over its training split, each image
+    1 + PGD steps times (an adversarial step costs a forward and backward pass per PGD step),
+    every block trained (FULL_NETWORK_COST); one clean and one adversarial test pass at the end."""
+    cfg = pretrain_settings(config, source)
+    attack = cfg.get("attack") or {}
+    passes = 1 + (attack.get("steps") or 0 if attack.get("eps") else 0)
+    train = split_size(config, cfg["dataset"], "train") * cfg["epochs"] * passes * FULL_NETWORK_COST
+    test = split_size(config, cfg["dataset"], "test") * (1 + passes)
+    return estimate_minutes(RUNTIME_FIXED_S, train + test, cfg.get("input_size", RUNTIME_PIXELS), attempt)

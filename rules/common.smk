@@ -103,6 +103,20 @@ def report_labels(wildcards, input):
     return {"id": wildcards.fig, **stats.counts(summary)}
 
 
+# ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: an
+# estimate from the job's size, epochs, input size and test set (robust_transfer.grid), times
+# the attempt (1, then 2, 3 when profiles/slurm retries a job). A profile's set-resources would
+# override it; profiles/slurm leaves runtime of these rules alone.
+
+
+def finetune_runtime(wildcards, attempt):
+    return grid.run_minutes(config, wildcards.dataset, wildcards.size, attempt)
+
+
+def pretrain_runtime(wildcards, attempt):
+    return grid.pretrain_minutes(config, wildcards.source, attempt)
+
+
 # ---- inputs and targets
 
 

@@ -14,6 +14,7 @@ rule finetune:
     threads: config["finetune"]["threads"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
     params:
         settings=run_settings,
         state=lambda w: grid.state_path(grid.RUN.format(**w)),

@@ -49,6 +49,7 @@ rule pretrain_source:
     threads: config["pretrain"]["threads"]
     resources:
         gpu=1,
+        runtime=pretrain_runtime,
     params:
         settings=pretrain_settings,
         state=lambda w: grid.state_path(f"results/sources/{w.source}"),

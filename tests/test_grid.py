@@ -241,3 +241,26 @@ def test_blocks_is_resnet50s(config):
     from robust_transfer.models import blocks, resnet50
 
     assert len(blocks(resnet50(width_per_group=8))) == grid.BLOCKS
+
+
+def test_time_limits_cover_the_authors_run_times_with_room(paper_config):
+    """A cluster job's time limit (minutes) exceeds twice the authors' mean run time (343 s at
+    n=100, 3,162 s at n=25,600), grows with n and the test set, and with the attempt."""
+    minutes = [grid.run_minutes(paper_config, "cifar10", n) for n in ["100", "1600", "3200", "25600", "full"]]
+    assert minutes == sorted(minutes) and minutes[0] * 60 >= 2 * 343 and minutes[3] * 60 >= 2 * 3162
+    assert grid.run_minutes(paper_config, "svhn", "full") > grid.run_minutes(paper_config, "cifar10", "full")
+    assert grid.run_minutes(paper_config, "cifar10", "100", attempt=3) == 3 * minutes[0]
+
+
+def test_time_limits_of_the_demo(demo_config):
+    """Demo runs are tiny: the fixed cost sets their limit; split sizes are the prepared ones."""
+    assert grid.split_size(demo_config, "digits", "train") == grid.train_size(demo_config, "digits") == 448
+    assert grid.split_size(demo_config, "lfw", "test") == 50
+    assert {grid.run_minutes(demo_config, d, n) for d in ["digits", "lfw"] for n in ["20", "80"]} == {15}
+
+
+def test_adversarial_pretraining_asks_for_more_time(config):
+    cfg = config
+    cfg["sources"]["nat"] = {"train": {"dataset": "cifar10", "seed": 1, "attack": None}}
+    cfg["sources"]["adv"] = {"train": {"dataset": "cifar10", "seed": 1, "attack": {"norm": "l2", "eps": 3, "steps": 7}}}
+    assert grid.pretrain_minutes(cfg, "adv") > 7 * grid.pretrain_minutes(cfg, "nat") > 0
