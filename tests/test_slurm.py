@@ -12,7 +12,6 @@ skips these tests and says why; under CI (CI=true) that is a failure with the re
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SNAKEMAKE, copy_workflow, load_config
+from conftest import SNAKEMAKE, copy_workflow, load_config, missing
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 from robust_transfer import grid
@@ -45,10 +44,7 @@ def slurm():
     try:
         cluster.start()
     except SlurmUnavailable as e:
-        reason = f"cannot run a SLURM test cluster here: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}\n(CI=true: a missing prerequisite is a failure, not a skip)", pytrace=False)
-        pytest.skip(reason)
+        missing(f"cannot run a SLURM test cluster here: {e}")  # CI=true: a failure with the reason
     try:
         yield cluster
     finally:
@@ -127,6 +123,7 @@ def test_slurm_profile_leaves_time_limits_to_the_rules(tmp_path):
         assert resources["gpu"] == "1" and resources["mem_mb"] == "12000", resources
 
 
+@pytest.mark.slow
 def test_every_cluster_job_went_through_sbatch(cluster_run):
     cluster = Counter(re.findall(r"^rule (\w+):$", cluster_run.output, re.M))  # local jobs print "localrule"
     local = Counter(re.findall(r"^localrule (\w+):$", cluster_run.output, re.M))
@@ -137,6 +134,7 @@ def test_every_cluster_job_went_through_sbatch(cluster_run):
     assert {j["JobState"] for j in cluster_run.jobs} == {"COMPLETED"}
 
 
+@pytest.mark.slow
 def test_gpu_jobs_ask_for_one_gpu_and_their_rules_time_limit(cluster_run):
     config = load_config("config.demo.yaml")
     for job in cluster_run.jobs:
@@ -151,12 +149,14 @@ def test_gpu_jobs_ask_for_one_gpu_and_their_rules_time_limit(cluster_run):
         assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
 
 
+@pytest.mark.slow
 def test_numbers_equal_the_local_demo(cluster_run, demo):
     assert cluster_run.summary == (demo.root / "results" / "figures" / FIG / "summary.csv").read_text()
     assert cluster_run.metrics == run_metrics(demo.root)
     assert len(cluster_run.metrics) == 4
 
 
+@pytest.mark.slow
 def test_packed_runs_take_fewer_submissions_and_give_the_same_numbers(packed_run, demo):
     runs = len(packed_run.metrics)
     assert len(packed_run.job_ids) == runs // PACK == len(packed_run.jobs) == 2
