@@ -29,3 +29,22 @@ rule all:
 rule published_figures:
     input:
         figure_files("figures/published/", IN_ALL),
+
+
+# The targets of dvc.yaml's stages (docs/dvc.md): DVC versions what each one builds.
+
+
+rule data:
+    input:
+        data_targets(),
+
+
+rule runs:
+    input:
+        "results/runs.csv",
+
+
+rule figures:
+    input:
+        figure_files("figures/", IN_ALL),
+        figure_metrics_files(IN_ALL),

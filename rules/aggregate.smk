@@ -31,3 +31,19 @@ rule collect:
         margin=config["aggregate"]["collapse_margin"],
     script:
         "../scripts/collect.py"
+
+
+rule figure_metrics:
+    input:
+        summary="results/figures/{fig}/summary.csv",
+        code=METRICS_CODE,
+    output:
+        metrics="results/metrics/{fig}.json",
+        plot="results/plots/{fig}.csv",
+    log:
+        "logs/figure_metrics/{fig}.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/figure_metrics.py"

@@ -1,3 +1,4 @@
+import os
 import re
 from pathlib import Path
 
@@ -10,10 +11,13 @@ validate(config, "../schemas/config.schema.yaml")
 
 # Package modules are inputs of the jobs whose numbers or looks they make: editing one reruns
 # those jobs (and only those). Snakemake tracks `script:` files itself, not what they import.
-PACKAGE = Path(workflow.basedir) / "robust_transfer"
+# Relative to the working directory: Snakemake's records of each job's inputs
+# (.snakemake/metadata, versioned by DVC: docs/dvc.md) then name the same files in every clone.
+PACKAGE = Path(os.path.relpath(Path(workflow.basedir) / "robust_transfer"))
 PLOTS_CODE = str(PACKAGE / "plots.py")
 STATS_CODE = str(PACKAGE / "stats.py")
 PUBLISHED_CODE = str(PACKAGE / "published.py")
+METRICS_CODE = str(PACKAGE / "metrics.py")
 
 
 def check_config(config):
@@ -151,3 +155,25 @@ def figure_files(prefix, figs):
 
 def all_targets():
     return figure_files("figures/", IN_ALL) + ["results/runs.csv"]
+
+
+# ---- the targets of dvc.yaml's stages (docs/dvc.md): rules data, runs and figures
+
+SPLITS = ("train", "test")
+
+
+def data_targets():
+    """The prepared datasets and source weights that the runs of `all` use (sources pretrained
+    here bring their pretraining dataset along)."""
+    runs = grid.all_runs(config)
+    datasets = dict.fromkeys(r.dataset for r in runs)
+    sources = dict.fromkeys(r.source for r in runs)
+    splits = [f"results/data/{d}/{split}.npz" for d in datasets for split in SPLITS]
+    return splits + [f"results/sources/{s}.pt" for s in sources]
+
+
+def figure_metrics_files(figs):
+    """Each figure's headline numbers (dvc metrics) and lines (dvc plots)."""
+    return [f"results/metrics/{f}.json" for f in figs] + [
+        f"results/plots/{f}.csv" for f in figs
+    ]
