@@ -365,20 +365,40 @@ def save_split(path, images: np.ndarray, labels: np.ndarray, extents: np.ndarray
     np.savez(path, **arrays)
 
 
-def load_split(path) -> tuple[np.ndarray, np.ndarray]:
+def load_split(path, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of a split; `rows`: only those images (a run's subset), read from
+    a memory map instead of the whole file (n = 100 of CIFAR's 50,000: 30 KB, not 150 MB)."""
     with _open(path) as f:
-        return _read(path, f, "images"), _read(path, f, "labels")
+        labels = _read(path, f, "labels")
+        if rows is None:
+            return _read(path, f, "images"), labels
+    try:
+        images = np.ascontiguousarray(_mapped(path, "images")[rows])
+    except Exception as err:  # a member cut short, or missing
+        raise BadData(path, err) from None
+    return images, labels[rows]
 
 
-def load_extents(path) -> np.ndarray | None:
+def load_labels(path) -> np.ndarray:
+    """The labels of a whole split (what a run needs of the images it does not train on)."""
     with _open(path) as f:
-        return _read(path, f, "extents") if "extents" in f else None
+        return _read(path, f, "labels")
+
+
+def load_extents(path, rows: np.ndarray | None = None) -> np.ndarray | None:
+    with _open(path) as f:
+        if "extents" not in f:
+            return None
+        extents = _read(path, f, "extents")
+        return extents if rows is None else extents[rows]
 
 
 def _open(path):
+    import zipfile
+
     try:
         return np.load(path)
-    except (OSError, ValueError, EOFError) as err:  # truncated, not an npz
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an npz
         raise BadData(path, err) from None
 
 
@@ -387,6 +407,29 @@ def _read(path, f, key) -> np.ndarray:
         return f[key]
     except Exception as err:  # a member cut short, or missing
         raise BadData(path, err) from None
+
+
+def _mapped(path, name: str) -> np.ndarray:
+    """One array of an .npz as a read-only memory map: np.savez stores members uncompressed,
+    so the .npy bytes lie in the file as they are; a compressed member is read whole."""
+    import zipfile
+
+    fmt = np.lib.format
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(f"{name}.npy")
+        with z.open(info) as member:  # parse the .npy header where the member starts
+            read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(fmt.read_magic(member))
+            if info.compress_type != zipfile.ZIP_STORED or read is None:
+                with np.load(path) as f:
+                    return f[name]
+            shape, fortran, dtype = read(member)
+            header = member.tell()
+    with open(path, "rb") as f:  # the local file header: 30 bytes, then name and extra field
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(f.read(4), dtype="<u2")
+    start = info.header_offset + 30 + int(name_len) + int(extra_len) + header
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order=order)
 
 
 class BadData(ValueError):

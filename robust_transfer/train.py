@@ -303,7 +303,15 @@ def _epochs(loop: Loop, resume: Resume | None, progress) -> Iterator[int]:
 
 
 def finetune(
-    model, train, test, cfg: dict, seed: int, device, progress=print, resume: Resume | None = None
+    model,
+    train,
+    test,
+    cfg: dict,
+    seed: int,
+    device,
+    progress=print,
+    resume: Resume | None = None,
+    clock: dict | None = None,
 ) -> list[dict]:
     """Fine-tune `model` (fc replaced and blocks frozen already) and log every evaluation epoch.
 
@@ -311,13 +319,22 @@ def finetune(
     `finetune` section resolved for the run's size: epochs, eval_epochs). With `resume`, the
     state is saved at every evaluation epoch and a rerun continues from it (the same numbers as
     an uninterrupted run); it is removed at the end. Returns one row per evaluation epoch:
-    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr.
+    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr. `clock`,
+    if given, receives the seconds spent putting the run on the device (start), training and
+    evaluating (exact on GPUs too: both passes end in a host sync).
     """
+    clock = {} if clock is None else clock
+    t = time.perf_counter()
     loop = start(model, train, test, cfg, seed, device)
+    clock.update(start=time.perf_counter() - t, train=0.0, eval=0.0)
     for _ in _epochs(loop, resume, progress):
+        t = time.perf_counter()
         train_acc, train_loss = train_epoch(loop)
+        clock["train"] += time.perf_counter() - t
         if loop.epoch in cfg["eval_epochs"]:
+            t = time.perf_counter()
             test_acc, test_loss = evaluate(loop.net, *loop.test, cfg)
+            clock["eval"] += time.perf_counter() - t
             row = dict(
                 epoch=loop.epoch,
                 test_acc=test_acc,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -256,6 +257,8 @@ def test_run_job_trains_on_exactly_the_subset(tmp_path):
         results.append(pd.read_csv(outputs.metrics).drop(columns="time"))
     pd.testing.assert_frame_equal(results[0], results[1])
     assert (results[0]["n"] == 12).all()
+    seconds = json.loads(outputs.meta.read_text())["seconds"]  # where the job's time went
+    assert set(seconds) == {"load", "start", "train", "eval"} and all(v >= 0 for v in seconds.values())
     # accuracies are over 12 images: multiples of 1/12
     assert np.allclose(results[0]["train_acc"] * 12 / 100, np.round(results[0]["train_acc"] * 12 / 100))
 
