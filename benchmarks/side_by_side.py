@@ -154,9 +154,9 @@ def child_baseline(spec: dict) -> dict:
     resnet.load_state_dict(torch.load(work / "source.pt", map_location="cpu", weights_only=True)["state_dict"])
     resnet.fc = nn.Linear(2048, CLASSES)
     blocks = {0: [], 1: ["4.2"], 3: ["4.2", "4.1", "4.0"], 9: ["4.2", "4.1", "4.0"] + [f"3.{i}" for i in range(6)]}
-    keep = ["fc."] + [f"layer{b}." for b in blocks[spec["k"]]]  # their "4.2" is a substring of layer4.2.*
+    keep = ["fc."] + [f"layer{b}." for b in blocks.get(spec["k"], [])]  # their "4.2" is in layer4.2.*
     for name, p in resnet.named_parameters():
-        if not any(b in name for b in keep):
+        if spec["k"] != 16 and not any(b in name for b in keep):  # 16: every block, as from scratch
             p.requires_grad = False
         elif name == "fc.weight":
             nn.init.normal_(p)
@@ -410,7 +410,7 @@ def main():
     p.add_argument("--n", type=int, default=100, help="training images of the run")
     p.add_argument("--epochs", type=int, help="default: config.yaml's schedule for n (100 for n <= 1600)")
     p.add_argument("--eval-every", type=int, help="default: config.yaml's schedule for n (20: 1, 21, ..., 81, 100)")
-    p.add_argument("--k", type=int, default=3, choices=[0, 1, 3, 9])
+    p.add_argument("--k", type=int, default=3, choices=[0, 1, 3, 9, 16])
     p.add_argument("--threads", type=int, default=1, help="torch threads of each pipeline")
     p.add_argument("--workers", type=int, help="the baseline's DataLoader workers (default: --threads)")
     p.add_argument("--amp", choices=["bf16", "none"], help="ours (default: config.yaml's, bf16)")

@@ -33,8 +33,11 @@ class Loader:
     archives: tuple[tuple[str, str], ...] = ()  # (archive, folder it unpacks into), in unpacking order
     official_split: bool = True  # False: the dataset entry must set `split` (seeded per class)
     train_size: int | None = None  # images in the official training split (the authors' "full")
+    test_size: int | None = None  # images in the official test split (every evaluation reads them all)
     classes: int | None = None
     class_counts: tuple[int, ...] | None = None  # images per class of a dataset without a split
+    images: int | None = None  # all images of a dataset without a split, where class counts are not listed
+    shape: tuple[int, int] | None = None  # (height, width) of every image as read; None: sizes vary
     # The dataset's own normalisation (the authors' custom_datasets.py; their from-scratch runs)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -98,6 +101,7 @@ def _idx_files(folder: str) -> tuple[str, ...]:
     return tuple(f"{folder}/raw/{f}" for f in names)
 
 
+_MNIST_SIZES = {"train_size": 60000, "test_size": 10000, "classes": 10, "shape": (28, 28)}
 _CIFAR10 = [
     f"cifar-10-batches-py/{f}" for f in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]
 ]
@@ -107,7 +111,9 @@ LOADERS: dict[str, Loader] = {
         tuple(_CIFAR10),
         (("cifar-10-python.tar.gz", "."),),
         train_size=50000,
+        test_size=10000,
         classes=10,
+        shape=(32, 32),
         **CIFAR_STATS,
     ),
     "cifar100": Loader(
@@ -115,22 +121,24 @@ LOADERS: dict[str, Loader] = {
         tuple(f"cifar-100-python/{f}" for f in ["meta", "train", "test"]),
         (("cifar-100-python.tar.gz", "."),),
         train_size=50000,
+        test_size=10000,
         classes=100,
+        shape=(32, 32),
         **CIFAR_STATS,
     ),
     "svhn": Loader(
         _read_svhn,
         ("train_32x32.mat", "test_32x32.mat"),
         train_size=73257,
+        test_size=26032,
         classes=10,
+        shape=(32, 32),
         mean=(0.4377, 0.4438, 0.4728),
         std=(0.1980, 0.2010, 0.1970),
     ),
-    "mnist": Loader(
-        _read_arrays("mnist"), _idx_files("MNIST"), train_size=60000, classes=10, mean=(0.1307,) * 3, std=(0.3081,) * 3
-    ),
-    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
-    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), train_size=60000, classes=10, **FMNIST_STATS),
+    "mnist": Loader(_read_arrays("mnist"), _idx_files("MNIST"), mean=(0.1307,) * 3, std=(0.3081,) * 3, **_MNIST_SIZES),
+    "fmnist": Loader(_read_arrays("fmnist"), _idx_files("FashionMNIST"), **_MNIST_SIZES, **FMNIST_STATS),
+    "kmnist": Loader(_read_arrays("kmnist"), _idx_files("KMNIST"), **_MNIST_SIZES, **FMNIST_STATS),
     "caltech101": Loader(  # the authors normalise Caltech-101 with ImageNet's statistics
         _read_caltech101,
         ("caltech101/101_ObjectCategories",),
@@ -140,6 +148,7 @@ LOADERS: dict[str, Loader] = {
         ),
         official_split=False,
         classes=101,
+        images=8677,  # torchvision's Caltech101: the 101 categories, without the background class
     ),
     # Real image data that ships inside pip packages (the offline demo): nothing to download.
     # Their statistics are those of all their pixels (measured once).
@@ -148,11 +157,18 @@ LOADERS: dict[str, Loader] = {
         official_split=False,
         classes=10,
         class_counts=(178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
+        shape=(8, 8),
         mean=(0.3053,) * 3,
         std=(0.3759,) * 3,
     ),
     "lfw": Loader(
-        _read_lfw, official_split=False, classes=2, class_counts=(100, 100), mean=(0.3771,) * 3, std=(0.2728,) * 3
+        _read_lfw,
+        official_split=False,
+        classes=2,
+        class_counts=(100, 100),
+        shape=(25, 25),
+        mean=(0.3771,) * 3,
+        std=(0.2728,) * 3,
     ),
 }
 
