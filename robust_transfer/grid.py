@@ -234,6 +234,31 @@ def train_size(config: dict, dataset: str) -> int | None:
     return sum(c - int(round(c * split["test_fraction"])) for c in kept)
 
 
+def test_size(config: dict, dataset: str) -> int | None:
+    """Images in a dataset's test split as prepare() will make it (every evaluation reads them
+    all), where the registry tells (None: unknown before preparing)."""
+    from .data import LOADERS
+
+    spec = config["datasets"][dataset]
+    loader = LOADERS[spec["loader"]]
+    split, classes = spec.get("split"), spec.get("classes")
+    if not split:
+        return loader.test_size if not classes else None
+    counts = loader.class_counts
+    if counts is not None:
+        kept = [counts[c] for c in classes] if classes else list(counts)
+    elif loader.images and not classes:
+        kept = None
+    else:
+        return None
+    if split.get("train_per_class") is not None:
+        train = train_size(config, dataset)
+        return (sum(kept) if kept else loader.images) - train if train is not None else None
+    if kept is None:
+        return int(round(loader.images * split["test_fraction"]))
+    return sum(int(round(c * split["test_fraction"])) for c in kept)
+
+
 def class_count(config: dict, dataset: str) -> int | None:
     from .data import LOADERS
 

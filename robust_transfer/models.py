@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
@@ -63,21 +65,78 @@ class Normalize(nn.Module):
         return (x.clamp(0, 1) - self.mean) / self.std
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold, in place, every BatchNorm2d into the convolution that feeds it, for inference.
+
+    In eval mode BatchNorm is affine, gamma (z - mean) / sqrt(var + eps) + beta, so conv then BN
+    is one convolution with weight W s and bias (b - mean) s + beta, s = gamma / sqrt(var + eps):
+    exact up to float rounding, one pass over the activations less per layer. Pairs as torchvision
+    lays them out: `bn<i>` after its sibling `conv<i>`, and (Conv2d, BatchNorm2d) in a Sequential
+    (ResNet's downsample). A BatchNorm without such a convolution is left as it is. The model
+    must be in eval mode (BatchNorm in train mode normalises by batch statistics)."""
+    if model.training:
+        raise ValueError("fold_batchnorm: the model must be in eval mode")
+    for parent in list(model.modules()):
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            bn = parent._modules[name]
+            if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
+                continue
+            if isinstance(parent, nn.Sequential):
+                conv_name = names[i - 1] if i else None
+            else:
+                conv_name = "conv" + name.removeprefix("bn") if name.startswith("bn") else None
+            conv = parent._modules.get(conv_name) if conv_name else None
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            with torch.no_grad():
+                scale = bn.running_var.add(bn.eps).rsqrt()
+                if bn.weight is not None:
+                    scale = scale * bn.weight
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0)
+                conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+                conv.bias = nn.Parameter(bias, requires_grad=False)
+            parent._modules[name] = nn.Identity()
+    return model
+
+
 class Net(nn.Module):
     """A model as the experiment sees it: images in [0, 1] in, logits out (normalise, then the
-    ResNet). channels_last: the memory layout convolutions are fastest in on CUDA."""
+    ResNet). channels_last: the memory layout convolutions are fastest in on CUDA (and on CPUs
+    in bf16). dtype: the ResNet's own dtype when it is not the input's (inference copies in
+    bf16); the input is normalised in fp32 first, as under autocast."""
 
     def __init__(self, model: ResNet, mean=MEAN, std=STD):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.model = model
         self.channels_last = False
+        self.dtype: torch.dtype | None = None
 
-    def to_device(self, device: torch.device) -> Net:
-        self.channels_last = device.type == "cuda"
+    def to_device(self, device: torch.device, channels_last: bool | None = None) -> Net:
+        """Move to `device`; channels_last defaults to CUDA's choice (on)."""
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         self.to(device)
         return self.to(memory_format=torch.channels_last) if self.channels_last else self
 
+    def for_inference(self, fold: bool = True, dtype: torch.dtype | None = None, channels_last: bool = False) -> Net:
+        """A frozen copy for evaluation: eval mode, no gradients, BatchNorm folded into the
+        convolutions (fold), the ResNet's weights cast once to `dtype` (instead of on every
+        batch, as autocast does), in the memory layout asked for. The copy costs one model's
+        memory; made per evaluation, since training changes the weights in between."""
+        net = copy.deepcopy(self).eval().requires_grad_(False)
+        if fold:
+            fold_batchnorm(net.model)
+        if dtype is not None:
+            net.model.to(dtype)
+            net.dtype = dtype
+        net.channels_last = channels_last
+        net.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        return net
+
     def forward(self, x):
         x = self.normalize(x)
+        if self.dtype is not None:
+            x = x.to(self.dtype)
         return self.model(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)

@@ -20,12 +20,13 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
     """inputs: train, test, subset, source; outputs: metrics (CSV, a row per logged epoch), meta
     (JSON). settings: grid.run_settings, the run's resolved `finetune` section. state: where the
     run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun)."""
+    loading = time.perf_counter()
     device.setup(threads, settings["deterministic"])
     resume = train.Resume(Path(state), fingerprint(run, settings, inputs)) if state else None
-    images, labels = data.load_split(inputs.train)
-    extents = data.load_extents(inputs.train)  # whole images of different sizes (train_crop: random)
     idx = np.load(inputs.subset)
-    classes = int(labels.max()) + 1
+    classes = int(data.load_labels(inputs.train).max()) + 1  # of the whole split: a subset may miss one
+    images, labels = data.load_split(inputs.train, rows=idx)  # the subset's images only
+    extents = data.load_extents(inputs.train, rows=idx)  # whole images of different sizes (train_crop: random)
     model, source_meta = checkpoints.load(inputs.source)
     if settings["init"] == "run":  # from scratch: a fresh init drawn with the run's seed (the authors)
         train.seed_everything(run.seed, "cpu")
@@ -37,8 +38,10 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
     print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}")
 
     start = time.time()
-    split = (images[idx], labels[idx]) + (() if extents is None else (extents[idx],))
-    rows = train.finetune(model, split, data.load_split(inputs.test), settings, run.seed, dev, resume=resume)
+    split = (images, labels) + (() if extents is None else (extents,))
+    test = data.load_split(inputs.test)
+    clock = {"load": time.perf_counter() - loading}
+    rows = train.finetune(model, split, test, settings, run.seed, dev, resume=resume, clock=clock)
     fields = dict(
         dataset=run.dataset,
         source=run.source,
@@ -61,6 +64,7 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
         "settings_digest": grid.digest(settings),
         "source_meta": source_meta,
         "wall_seconds": time.time() - start,
+        "seconds": clock,  # this attempt's: inputs loaded, on the device, training, evaluation
         "device": device.name(dev),
         "threads": threads,
         "versions": {

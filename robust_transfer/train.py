@@ -72,7 +72,8 @@ def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
     on the device, an SGD optimiser over its trainable parameters, both splits on the device."""
     gen = seed_everything(seed, device)
     stats = [s for s in (cfg.get("mean"), cfg.get("std")) if s is not None]  # default: ImageNet's
-    net = Net(model, *stats).to_device(device)
+    # channels-last on CUDA, and on CPUs in bf16 (oneDNN's bf16 kernels prefer it; fp32 is slower)
+    net = Net(model, *stats).to_device(device, channels_last=device.type == "cuda" or cfg["amp"] == "bf16")
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     attack = make_attack(cfg.get("attack"), gen)
@@ -138,17 +139,51 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
     return 100.0 * correct.item() / n, loss_sum.item() / n
 
 
-def evaluate(net: Net, x, y, cfg: dict, attack: Callable | None = None) -> tuple[float, float]:
+# What a clean evaluation does beyond a plain eval-mode loop (each measured separately by
+# benchmarks/side_by_side.py --eval-variants): inference mode (no autograd bookkeeping at all);
+# BatchNorm folded into the convolutions; with amp bf16, the weights cast once per evaluation
+# rather than by autocast on every batch; channels-last where it is faster (CUDA, and bf16 on
+# the CPU). All but the cast give the same numbers up to float rounding.
+SPEEDUPS = frozenset({"inference_mode", "fold_bn", "cast", "channels_last"})
+
+
+def evaluate(net: Net, x, y, cfg: dict, attack: Callable | None = None, speedups=SPEEDUPS) -> tuple[float, float]:
     """Accuracy (%) and mean cross-entropy of a device-resident split in eval mode: clean, or
-    on the adversarial examples `attack` makes of each batch."""
+    on the adversarial examples `attack` makes of each batch. Batches of cfg eval_batch_size;
+    sums stay on the device: one host sync at the end. `net` itself is left as it was (a clean
+    evaluation runs a folded copy; other modules than a Net run as they are)."""
     net.eval()
+    if attack is not None:  # PGD needs input gradients, in fp32 as in training
+        return _evaluate_attacked(net, x, y, cfg, attack)
+    device, bs = y.device, cfg["eval_batch_size"]
+    bf16 = cfg["amp"] == "bf16"
+    model, amp = net, cfg["amp"]
+    if isinstance(net, Net) and speedups & {"fold_bn", "cast", "channels_last"}:
+        cast = bf16 and "cast" in speedups
+        model = net.for_inference(
+            fold="fold_bn" in speedups,
+            dtype=torch.bfloat16 if cast else None,
+            channels_last="channels_last" in speedups and (device.type == "cuda" or bf16),
+        )
+        amp = "none" if cast else amp
+    with torch.inference_mode() if "inference_mode" in speedups else torch.no_grad(), _amp(device, amp):
+        loss = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        for i in range(0, len(y), bs):
+            xb, yb = inputs(x[i : i + bs], cfg["input_size"]), y[i : i + bs]
+            out = model(xb).float()
+            loss += F.cross_entropy(out, yb, reduction="sum")
+            correct += (out.argmax(1) == yb).sum()
+        return 100.0 * correct.item() / len(y), loss.item() / len(y)
+
+
+def _evaluate_attacked(net, x, y, cfg: dict, attack: Callable) -> tuple[float, float]:
     device, bs = y.device, cfg["eval_batch_size"]
     loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    for i in range(0, len(y), bs):  # sums stay on the device: one sync at the end
+    for i in range(0, len(y), bs):
         xb, yb = inputs(x[i : i + bs], cfg["input_size"]), y[i : i + bs]
-        if attack is not None:
-            xb = attack(net, xb, yb)
+        xb = attack(net, xb, yb)
         with torch.no_grad(), _amp(device, cfg["amp"]):
             out = net(xb).float()
         loss += F.cross_entropy(out, yb, reduction="sum")
@@ -268,7 +303,15 @@ def _epochs(loop: Loop, resume: Resume | None, progress) -> Iterator[int]:
 
 
 def finetune(
-    model, train, test, cfg: dict, seed: int, device, progress=print, resume: Resume | None = None
+    model,
+    train,
+    test,
+    cfg: dict,
+    seed: int,
+    device,
+    progress=print,
+    resume: Resume | None = None,
+    clock: dict | None = None,
 ) -> list[dict]:
     """Fine-tune `model` (fc replaced and blocks frozen already) and log every evaluation epoch.
 
@@ -276,13 +319,22 @@ def finetune(
     `finetune` section resolved for the run's size: epochs, eval_epochs). With `resume`, the
     state is saved at every evaluation epoch and a rerun continues from it (the same numbers as
     an uninterrupted run); it is removed at the end. Returns one row per evaluation epoch:
-    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr.
+    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr. `clock`,
+    if given, receives the seconds spent putting the run on the device (start), training and
+    evaluating (exact on GPUs too: both passes end in a host sync).
     """
+    clock = {} if clock is None else clock
+    t = time.perf_counter()
     loop = start(model, train, test, cfg, seed, device)
+    clock.update(start=time.perf_counter() - t, train=0.0, eval=0.0)
     for _ in _epochs(loop, resume, progress):
+        t = time.perf_counter()
         train_acc, train_loss = train_epoch(loop)
+        clock["train"] += time.perf_counter() - t
         if loop.epoch in cfg["eval_epochs"]:
+            t = time.perf_counter()
             test_acc, test_loss = evaluate(loop.net, *loop.test, cfg)
+            clock["eval"] += time.perf_counter() - t
             row = dict(
                 epoch=loop.epoch,
                 test_acc=test_acc,

@@ -174,6 +174,22 @@ def test_convert_real_width_detected(tmp_path):
     _assert_same(model, sd)
 
 
+def test_load_builds_no_random_init_and_trains(tmp_path):
+    """load() builds the ResNet on the meta device and takes the file's tensors as its weights:
+    every tensor real, on the CPU, trainable, and a step of SGD runs."""
+    torch.manual_seed(0)
+    checkpoints.save(resnet50(num_classes=10, width_per_group=8), tmp_path / "c.pt", {})
+    model, _ = checkpoints.load(tmp_path / "c.pt")
+    tensors = [*model.parameters(), *model.buffers()]
+    assert all(t.device.type == "cpu" for t in tensors)
+    assert all(p.requires_grad for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.fc.weight.clone()
+    model(torch.rand(2, 3, 16, 16)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, model.fc.weight)
+
+
 @pytest.mark.parametrize("drop", ["module.model.layer2.0.bn1.running_mean", "module.model.layer4.2.conv3.weight"])
 def test_convert_missing_key_raises(tmp_path, source_sd, drop):
     """A robustness file missing one backbone tensor is not a ResNet-50: BadCheckpoint, no file."""

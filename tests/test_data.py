@@ -402,6 +402,24 @@ def test_save_load_split_round_trip(tmp_path):
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
 
 
+def test_load_split_rows_reads_only_the_subset(tmp_path):
+    """rows: the subset's images and labels, from a memory map of the stored member; a
+    compressed file (not ours, but valid .npz) gives the same through a whole read."""
+    rng = np.random.default_rng(41)
+    images, labels = random_pixels(rng, 50, 6, 7, 3), rng.integers(0, 3, 50).astype(np.int64)
+    extents = rng.integers(1, 9, (50, 2))
+    rows = np.array([0, 7, 8, 31, 49])
+    data.save_split(tmp_path / "s.npz", images, labels, extents)
+    np.savez_compressed(tmp_path / "c.npz", images=images, labels=labels)
+    for name in ("s.npz", "c.npz"):
+        got_images, got_labels = data.load_split(tmp_path / name, rows=rows)
+        assert isinstance(got_images, np.ndarray) and got_images.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(got_images, images[rows])
+        np.testing.assert_array_equal(got_labels, labels[rows])
+    np.testing.assert_array_equal(data.load_extents(tmp_path / "s.npz", rows=rows), extents[rows])
+    assert data.load_extents(tmp_path / "c.npz", rows=rows) is None
+
+
 def test_resize_downscale_shrinks_then_enlarges():
     """resize(size, downscale) == bilinear to downscale x downscale, then to size x size;
     arrays already at the size (or with no size) are returned untouched."""

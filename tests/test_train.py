@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -256,6 +257,8 @@ def test_run_job_trains_on_exactly_the_subset(tmp_path):
         results.append(pd.read_csv(outputs.metrics).drop(columns="time"))
     pd.testing.assert_frame_equal(results[0], results[1])
     assert (results[0]["n"] == 12).all()
+    seconds = json.loads(outputs.meta.read_text())["seconds"]  # where the job's time went
+    assert set(seconds) == {"load", "start", "train", "eval"} and all(v >= 0 for v in seconds.values())
     # accuracies are over 12 images: multiples of 1/12
     assert np.allclose(results[0]["train_acc"] * 12 / 100, np.round(results[0]["train_acc"] * 12 / 100))
 
@@ -437,3 +440,117 @@ def test_sigterm_saves_the_state_and_stops(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train_epoch", original)
     assert torch.load(resume.path, weights_only=True)["epoch"] == 2
     assert _strip(run(resume)) == _strip(whole)
+
+
+# --- evaluation: folded BatchNorm, inference copies, each speed-up against the plain loop ------
+
+
+def _trained_net(k=3, seed=0):
+    """A narrow ResNet-50 in a Net whose BatchNorm layers hold non-trivial statistics and affine
+    weights (as after fine-tuning), in eval mode."""
+    from robust_transfer.models import Net
+
+    torch.manual_seed(seed)
+    net = Net(prepare_for_transfer(resnet50(width_per_group=8), 5, k))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        net.train()
+        for _ in range(3):  # running statistics of real activations, not the (0, 1) defaults
+            net(torch.rand(16, 3, 16, 16))
+    return net.eval()
+
+
+def test_fold_batchnorm_equals_unfolded():
+    """Folding every BatchNorm into its convolution changes the logits by float rounding only
+    (< 1e-4) and the predictions not at all; no BatchNorm is left in the folded ResNet."""
+    from robust_transfer.models import fold_batchnorm
+
+    net = _trained_net()
+    x = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = net(x)
+        folded = net.for_inference(fold=True)
+        out = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 53  # the original is untouched
+    assert (out - ref).abs().max() < 1e-4
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(_trained_net().train())
+
+
+def test_inference_copy_is_frozen_and_separate():
+    """The evaluation copy needs no gradients, has the asked layout and dtype, and shares no
+    storage with the training net (training after an evaluation is unaffected)."""
+    net = _trained_net()
+    copy = net.for_inference(fold=True, dtype=torch.bfloat16, channels_last=True)
+    assert not any(p.requires_grad for p in copy.parameters())
+    assert copy.model.conv1.weight.dtype == torch.bfloat16 and copy.normalize.mean.dtype == torch.float32
+    assert copy.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    ours = {p.data_ptr() for p in net.parameters()}
+    assert not ours & {p.data_ptr() for p in copy.parameters()}
+    assert net.model.conv1.weight.dtype == torch.float32 and isinstance(net.model.bn1, torch.nn.BatchNorm2d)
+
+
+def _eval_data(n=40, seed=3):
+    images, labels = _data(n, seed)
+    return train.to_device(images, labels, device=CPU)
+
+
+@pytest.mark.parametrize(
+    "speedups",
+    [
+        {"inference_mode"},
+        {"inference_mode", "fold_bn"},
+        {"fold_bn", "channels_last"},
+        set(train.SPEEDUPS),
+    ],
+    ids=["inference", "fold", "fold+layout", "all"],
+)
+def test_evaluate_speedups_give_the_plain_numbers_in_fp32(speedups):
+    """On the CPU in fp32, every combination of evaluation speed-ups gives the plain loop's
+    accuracy exactly and its loss up to float rounding (batches of 16 over 40 images: a partial
+    last batch too), and leaves the net's weights and statistics alone."""
+    net = _trained_net()
+    x, y = _eval_data()
+    cfg = {**CFG, "eval_batch_size": 16}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    plain = train.evaluate(net, x, y, cfg, speedups=frozenset())
+    fast = train.evaluate(net, x, y, cfg, speedups=frozenset(speedups))
+    assert fast[0] == plain[0]
+    assert fast[1] == pytest.approx(plain[1], rel=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_evaluate_bf16_cast_matches_autocast():
+    """amp bf16: the folded copy cast once to bf16 in channels-last (the CUDA path, run here on
+    the CPU) gives the loss autocast gives within bf16 rounding, and fp32's within a few %."""
+    net = _trained_net()
+    x, y = _eval_data(64)
+    cfg = {**CFG, "eval_batch_size": 32, "amp": "bf16"}
+    cast = train.evaluate(net, x, y, cfg)  # all speed-ups: folded, bf16 weights, channels-last
+    autocast = train.evaluate(net, x, y, cfg, speedups=frozenset({"inference_mode"}))
+    fp32 = train.evaluate(net, x, y, {**cfg, "amp": "none"}, speedups=frozenset())
+    assert cast[1] == pytest.approx(autocast[1], rel=0.03) and cast[1] == pytest.approx(fp32[1], rel=0.03)
+    assert abs(cast[0] - fp32[0]) <= 100 * 3 / 64  # a few borderline images may flip
+
+
+def test_training_in_bf16_on_the_cpu_uses_channels_last_and_is_deterministic():
+    """amp bf16 trains in channels-last on the CPU too (faster with oneDNN's bf16 kernels);
+    the same seed still gives the same numbers."""
+
+    def run():
+        torch.manual_seed(0)
+        model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+        cfg = {**CFG, "amp": "bf16", "epochs": 2, "eval_epochs": [2]}
+        loop = train.start(model, _data(32, 1), _data(16, 2), cfg, 0, CPU)
+        assert loop.net.channels_last
+        train.train_epoch(loop)
+        train.train_epoch(loop)
+        return train.evaluate(loop.net, *loop.test, cfg), loop.net.model.fc.weight.clone()
+
+    (r1, w1), (r2, w2) = run(), run()
+    assert r1 == r2 and torch.equal(w1, w2)

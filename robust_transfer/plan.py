@@ -1,0 +1,277 @@
+"""What a target costs before it runs: fine-tuning runs, images, device hours and disk.
+
+    python -m robust_transfer.plan figures/fig5c.pdf            # one figure (972 runs)
+    python -m robust_transfer.plan                              # everything (`snakemake all`)
+    python -m robust_transfer.plan all --configfile config.demo.yaml --device cpu
+
+Targets expand into runs exactly as the workflow does (robust_transfer.grid); a run trains on
+n x epochs images and evaluates the whole test set at every logged epoch. Device seconds come
+from one cost model whose constants live in benchmarks/costs.yaml, one entry per device, each
+either measured (by benchmarks/side_by_side.py: machine, command and date recorded there) or an
+estimate with its basis. `run_minutes` is the same model for one job (a SLURM `runtime`).
+
+Pure Python (PyYAML, and NumPy through the dataset registry): no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import grid
+
+COSTS = Path(__file__).resolve().parents[1] / "benchmarks" / "costs.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# The cost model
+
+
+def load_costs(path: Path | str | None = None) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path or COSTS).read_text())
+
+
+def device_entry(costs: dict, name: str | None = None) -> dict:
+    name = name or costs["default"]
+    if name not in costs["devices"]:
+        raise SystemExit(f"plan: no device {name!r} in the costs file; one of {sorted(costs['devices'])}")
+    return {"name": name, **costs["devices"][name]}
+
+
+def run_seconds(settings: dict, n: int, test_size: int, k: int, device: dict) -> float:
+    """Device seconds of one fine-tuning run: per-run start-up, then every epoch (a fixed cost and
+    n images at the training rate of its k) and every logged evaluation (the whole test set).
+    Rates are for device["input_size"]; another input size scales them by its pixel count."""
+    scale = (settings["input_size"] / device["input_size"]) ** 2
+    epochs, evals = settings["epochs"], len(settings["eval_epochs"])
+    rate = device["train"].get(k, device["train"].get(str(k)))
+    if rate is None:
+        raise ValueError(f"plan: device {device.get('name')!r} has no training rate for k={k}")
+    train = n * epochs * scale / rate + epochs * device.get("epoch_seconds", 0.0)
+    return device["run_seconds"] + train + test_size * evals * scale / device["eval"]
+
+
+def run_minutes(settings: dict, n: int, test_size: int, k: int, device: dict) -> float:
+    """run_seconds in minutes: what a SLURM job's `runtime` (with a margin) should cover."""
+    return run_seconds(settings, n, test_size, k, device) / 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets -> runs
+
+
+def target_runs(config: dict, target: str) -> list[grid.Run]:
+    """The fine-tuning runs a target needs: `all`, results/runs.csv, a figure or table
+    (figures/fig5c.pdf, figures/table7.md, fig5c; figures/compare/... too), one run's file.
+    The authors' logs (figures/published/...) need none."""
+    if target in ("all", "results/runs.csv"):
+        return grid.all_runs(config)
+    if target.startswith("figures/published/"):
+        return []
+    m = re.fullmatch(r"results/runs/([^/]+)/([^/]+)/k(\d+)/n(\d+|full)/s(\d+)(?:\.csv|\.json)?", target)
+    if m:
+        return [grid.Run(m[1], m[2], int(m[3]), m[4], int(m[5]))]
+    fig = re.sub(r"\.(pdf|png|md|csv)$", "", target.removeprefix("figures/").removeprefix("compare/"))
+    if fig not in config["figures"]:
+        raise SystemExit(f"plan: {target!r} is not a figure or table of the config ({', '.join(config['figures'])})")
+    return grid.figure_runs(config, fig)
+
+
+def expand(config: dict, targets: list[str]) -> list[grid.Run]:
+    """Every run of the targets, each once, in a stable order."""
+    seen: dict[grid.Run, None] = {}
+    for target in targets:
+        for run in target_runs(config, target):
+            seen.setdefault(run, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass
+class Row:
+    runs: int = 0
+    train_images: int = 0
+    eval_images: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    rows: dict[tuple[str, str], Row] = field(default_factory=dict)  # (dataset, size) -> totals
+    unknown: set[str] = field(default_factory=set)  # datasets whose sizes the registry does not know
+    datasets: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> Row:
+        out = Row()
+        for r in self.rows.values():
+            out.runs += r.runs
+            out.train_images += r.train_images
+            out.eval_images += r.eval_images
+            out.seconds += r.seconds
+        return out
+
+
+def make_plan(config: dict, runs: list[grid.Run], device: dict) -> Plan:
+    plan = Plan()
+    rows: dict[tuple[str, str], Row] = defaultdict(Row)
+    for run in runs:
+        settings = grid.run_settings(config, run.dataset, run.source, run.size)
+        n = grid.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
+        test = grid.test_size(config, run.dataset)
+        plan.datasets.add(run.dataset)
+        plan.sources.add(run.source)
+        row = rows[run.dataset, run.size]
+        row.runs += 1
+        if n is None or test is None:
+            plan.unknown.add(run.dataset)
+            continue
+        row.train_images += n * settings["epochs"]
+        row.eval_images += test * len(settings["eval_epochs"])
+        row.seconds += run_seconds(settings, n, test, run.k, device)
+    order = {d: i for i, d in enumerate(config["datasets"])}
+    plan.rows = dict(sorted(rows.items(), key=lambda kv: (order[kv[0][0]], grid.size_key(kv[0][1]))))
+    return plan
+
+
+def disk(config: dict, plan: Plan, costs: dict) -> dict[str, float]:
+    """Bytes on disk: run files, prepared datasets (uint8 arrays at their stored size), canonical
+    source checkpoints. Resume states are transient (one per running job, removed at its end)."""
+    d = costs["disk"]
+    evals = sum(
+        r.runs * len(grid.schedule(config["finetune"], size)["eval_epochs"]) for (_, size), r in plan.rows.items()
+    )
+    runs = plan.total.runs * (d["run_json_bytes"] + d["run_csv_header_bytes"]) + evals * d["run_csv_row_bytes"]
+    data = 0.0
+    for name in plan.datasets:
+        pixels = stored_pixels(config, name)
+        sizes = [grid.train_size(config, name), grid.test_size(config, name)]
+        if pixels is None or None in sizes:
+            continue
+        data += sum(sizes) * (pixels * 3 + 8)  # images, int64 labels
+    return {
+        "run files": runs,
+        "prepared datasets": data,
+        "source checkpoints": len(plan.sources) * d["checkpoint_bytes"],
+    }
+
+
+def stored_pixels(config: dict, dataset: str) -> int | None:
+    """Pixels of one stored image: `size` x `size` when set (a canvas of whole images is at least
+    that), else the loader's image shape."""
+    from .data import LOADERS
+
+    spec = config["datasets"][dataset]
+    if spec.get("size"):
+        return spec["size"] ** 2
+    shape = LOADERS[spec["loader"]].shape
+    return shape[0] * shape[1] if shape else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """Overlay a config onto another, key by key into nested mappings (as Snakemake's
+    --configfile does)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(base: Path, overlays: list[Path]) -> dict:
+    import yaml
+
+    config = yaml.safe_load(base.read_text())
+    for path in overlays:
+        merge(config, yaml.safe_load(Path(path).read_text()))
+    return config
+
+
+def describe(device: dict) -> str:
+    if device.get("status") == "measured":
+        return (
+            f"{device['name']}: measured on {device['machine']} by `{device['command']}` on {device['date']}, "
+            f"at {device['input_size']} px"
+        )
+    return f"{device['name']}: ESTIMATE, not measured here; basis: {device['basis']}"
+
+
+def _si(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def _bytes(x: float) -> str:
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if x >= div:
+            return f"{x / div:.1f} {unit}"
+    return f"{x:.0f} B"
+
+
+def report(config: dict, targets: list[str], plan: Plan, device: dict, costs: dict, budget: float | None) -> str:
+    out = [f"plan for {' '.join(targets)}: {plan.total.runs} fine-tuning runs", f"device: {describe(device)}"]
+    wanted = config["finetune"]["input_size"]
+    if wanted != device["input_size"]:
+        out.append(f"(rates scaled from {device['input_size']} px to the config's {wanted} px by pixel count)")
+    out += [
+        "",
+        "| dataset | n | runs | training images | evaluation images | device hours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (ds, n), r in plan.rows.items():
+        hours = f"{r.seconds / 3600:.1f}" if ds not in plan.unknown else "?"
+        out.append(f"| {ds} | {n} | {r.runs} | {_si(r.train_images)} | {_si(r.eval_images)} | {hours} |")
+    t = plan.total
+    out.append(f"| total | | {t.runs} | {_si(t.train_images)} | {_si(t.eval_images)} | {t.seconds / 3600:.1f} |")
+    if plan.unknown:
+        out.append(f"(sizes unknown before preparing, left out of the totals: {', '.join(sorted(plan.unknown))})")
+    share = t.eval_images / max(1, t.train_images + t.eval_images)
+    out.append(f"\nevaluation is {share:.0%} of the images processed")
+    if budget:
+        out.append(f"to fit in {budget:g} device hours, runs must be {t.seconds / 3600 / budget:.1f}x as fast as these")
+    parts = disk(config, plan, costs)
+    out.append(
+        "\ndisk: " + ", ".join(f"{k} {_bytes(v)}" for k, v in parts.items()) + f"; {_bytes(sum(parts.values()))}"
+    )
+    out.append(
+        f"(plus one resume state of up to {_bytes(costs['disk']['resume_bytes'])} per running job, removed at its end; "
+        "downloads in resources/ not counted)"
+    )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m robust_transfer.plan", description=__doc__.split("\n\n")[0])
+    p.add_argument("targets", nargs="*", default=["all"], help="figures/fig5c.pdf, figures/table7.md, all, ...")
+    p.add_argument("--configfile", nargs="+", type=Path, default=[], help="overlays merged into config.yaml")
+    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="the base config (config.yaml)")
+    p.add_argument("--costs", type=Path, default=COSTS, help="cost-model constants (benchmarks/costs.yaml)")
+    p.add_argument("--device", help="an entry of the costs file (default: its `default`)")
+    p.add_argument("--budget", type=float, help="device hours to fit in: prints the speed-up that needs")
+    a = p.parse_args(argv)
+    config = load_config(a.config, a.configfile)
+    costs = load_costs(a.costs)
+    device = device_entry(costs, a.device)
+    plan = make_plan(config, expand(config, a.targets), device)
+    print(report(config, a.targets, plan, device, costs, a.budget))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
