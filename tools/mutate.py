@@ -4,6 +4,7 @@
     python tools/mutate.py stats published      # some modules
     python tools/mutate.py train --list         # the mutants, without running anything
     python tools/mutate.py train --only 12 40   # some mutants (numbers from --list)
+    python tools/mutate.py --sample 30          # 30 mutants per module, drawn with --seed
 
 Each mutant is one small change to one line of a module of robust_transfer (a comparison or an
 arithmetic operator swapped, a constant moved, a boolean flipped, a condition negated, a call
@@ -191,12 +192,16 @@ def main():
     p.add_argument("modules", nargs="*", default=list(TESTS))
     p.add_argument("--list", action="store_true", help="print the mutants and stop")
     p.add_argument("--only", nargs="*", type=int, help="mutant numbers to run")
+    p.add_argument("--sample", type=int, help="run this many mutants per module, a seeded random draw")
+    p.add_argument("--seed", type=int, default=0, help="the draw of --sample")
     p.add_argument("--timeout", type=int, default=900, help="seconds per mutant before it counts as killed")
     p.add_argument("--out", type=Path, default=Path("mutants.json"), help="results (JSON), appended as they come")
     a = p.parse_args()
     accepted = yaml.safe_load(ACCEPTED.read_text()) if ACCEPTED.exists() else {}
     accepted = accepted or {}
-    todo = [m for mod in a.modules for m in mutants(mod) if a.only is None or m.number in a.only]
+    todo = [
+        m for mod in a.modules for m in _draw(mutants(mod), a.sample, a.seed) if a.only is None or m.number in a.only
+    ]
     if a.list:
         for m in todo:
             print(f"{m.module} #{m.number} line {m.line} {m.kind}: {m.before}  ->  {m.after}")
@@ -221,6 +226,16 @@ def main():
                 flush=True,
             )
     report(results, accepted)
+
+
+def _draw(found: list, sample: int | None, seed: int) -> list:
+    """All of a module's mutants, or a seeded sample of them in their original order."""
+    import random
+
+    if sample is None or sample >= len(found):
+        return found
+    keep = set(random.Random(seed).sample(range(len(found)), sample))
+    return [m for i, m in enumerate(found) if i in keep]
 
 
 def report(results: dict, accepted: dict) -> None:

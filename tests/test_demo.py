@@ -1,0 +1,69 @@
+"""The README's demo, run as written (the session fixture `demo`), shows learning: its numbers,
+not only its files. Prints what it checks, so a CI log carries the demo's numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import demo_config
+
+from robust_transfer import grid, stats
+
+pytestmark = pytest.mark.slow
+MINUTES = 5  # the README's promise for 2 cores
+
+
+def demo_numbers(root) -> dict:
+    """From a finished demo: each run's final accuracy, and per target and source the mean at
+    each n; collapsed runs counted with the demo's own margin."""
+    config = demo_config()
+    table = pd.read_csv(root / "results" / "runs.csv", dtype={"size": str})
+    final = table.sort_values("epoch").groupby(stats.RUN_KEYS).tail(1)
+    chance = {d: 100 / final.loc[final.dataset == d, "classes"].iloc[0] for d in final.dataset.unique()}
+    final = final.assign(n_images=final["size"].astype(int))
+    by_source = final.groupby(["dataset", "source", "n_images"])["test_acc"].mean().unstack("n_images")
+    largest = {d: g.loc[g.n_images == g.n_images.max(), "test_acc"].mean() for d, g in final.groupby("dataset")}
+    return {
+        "config": config,
+        "final": final,
+        "chance": chance,
+        "largest": largest,
+        "by_source": by_source,
+        "collapsed": int(final["collapsed"].sum()),
+    }
+
+
+def test_the_readme_demo_shows_learning(demo):
+    """On every target the mean final accuracy at the largest n is at least halfway from chance
+    to 100 %; for every source, accuracy rises from the smallest n to the largest; at most 5 %
+    of runs collapse; and the demo takes at most five minutes."""
+    got = demo_numbers(demo.root)
+    final = got["final"]
+    print(f"\nthe README's demo: {demo.seconds:.0f} s, {len(final)} fine-tuning runs, {got['collapsed']} collapsed")
+    print(got["by_source"].round(1).to_string())
+    for dataset, mean in sorted(got["largest"].items()):
+        print(f"{dataset}: mean {mean:.1f} % at the largest n (chance {got['chance'][dataset]:.0f} %)")
+    fig2b = pd.read_csv(demo.root / "results" / "figures" / "fig2b" / "summary.csv", dtype={"size": str})
+    print("Fig 2b (robust - natural, k=3, seed-paired; reported, not tuned for):")
+    print(fig2b[["dataset", "source", "size", "mean", "ci_low", "ci_high", "runs"]].round(2).to_string(index=False))
+    for dataset, mean in got["largest"].items():
+        chance = got["chance"][dataset]
+        assert mean >= (chance + 100) / 2, f"{dataset}: {mean:.1f} % is not halfway from chance {chance:.0f} %"
+    for (dataset, source), row in got["by_source"].iterrows():
+        sizes = row.dropna()
+        if len(sizes) > 1:
+            assert sizes.iloc[-1] > sizes.iloc[0], f"{dataset}/{source}: no rise with n ({sizes.round(1).to_dict()})"
+    assert got["collapsed"] <= 0.05 * len(final), f"{got['collapsed']} of {len(final)} runs collapsed"
+    assert demo.seconds <= MINUTES * 60 * 1.5, f"the demo took {demo.seconds:.0f} s"  # CI machines vary
+
+
+def test_every_band_of_the_demo_has_three_seeds(demo):
+    """Every point of every drawn figure averages at least three seeds, and what each figure
+    summarises is what its config expects (no run missing)."""
+    config = demo_config()
+    for fig in grid.in_all(config):
+        if config["figures"][fig]["kind"] == "table":
+            continue
+        summary = pd.read_csv(demo.root / "results" / "figures" / fig / "summary.csv")
+        assert (summary["runs"] >= 3).all(), (fig, summary[summary["runs"] < 3])
+        assert (summary["runs"] == summary["expected"]).all(), (fig, summary)
