@@ -6,8 +6,7 @@ from robust_transfer import data
 from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-with np.load(snakemake.input.train) as f:
-    labels = f["labels"]
+labels = data.load_labels(snakemake.input.train)  # a broken split fails naming the file
 w = snakemake.wildcards
 idx = data.draw_subset(w.method, labels, w.size, int(w.seed))
 np.save(snakemake.output.idx, idx)

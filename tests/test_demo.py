@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import demo_config
+from conftest import load_config
 
-from robust_transfer import grid, stats
+from robust_transfer import checkpoints, grid, stats
 
 pytestmark = pytest.mark.slow
 MINUTES = 5  # the README's promise for 2 cores
@@ -16,11 +16,11 @@ MINUTES = 5  # the README's promise for 2 cores
 def demo_numbers(root) -> dict:
     """From a finished demo: each run's final accuracy, and per target and source the mean at
     each n; collapsed runs counted with the demo's own margin."""
-    config = demo_config()
+    config = load_config("config.demo.yaml")
     table = pd.read_csv(root / "results" / "runs.csv", dtype={"size": str})
     final = table.sort_values("epoch").groupby(stats.RUN_KEYS).tail(1)
     chance = {d: 100 / final.loc[final.dataset == d, "classes"].iloc[0] for d in final.dataset.unique()}
-    final = final.assign(n_images=final["size"].astype(int))
+    final = final.assign(n_images=final["n"])  # images trained on ("full" included)
     by_source = final.groupby(["dataset", "source", "n_images"])["test_acc"].mean().unstack("n_images")
     largest = {d: g.loc[g.n_images == g.n_images.max(), "test_acc"].mean() for d, g in final.groupby("dataset")}
     return {
@@ -60,10 +60,27 @@ def test_the_readme_demo_shows_learning(demo):
 def test_every_band_of_the_demo_has_three_seeds(demo):
     """Every point of every drawn figure averages at least three seeds, and what each figure
     summarises is what its config expects (no run missing)."""
-    config = demo_config()
+    config = load_config("config.demo.yaml")
     for fig in grid.in_all(config):
         if config["figures"][fig]["kind"] == "table":
             continue
         summary = pd.read_csv(demo.root / "results" / "figures" / fig / "summary.csv")
         assert (summary["runs"] >= 3).all(), (fig, summary[summary["runs"] < 3])
         assert (summary["runs"] == summary["expected"]).all(), (fig, summary)
+
+
+def test_the_demo_sources_learn_and_attacks_hurt_the_robust_ones(demo):
+    """Each pretrained source (the real pretrain_source jobs of the demo) ends well above chance
+    on held-out source images (at least halfway from chance to 100 %), and every source trained
+    with PGD is less accurate under that attack than clean."""
+    config = load_config("config.demo.yaml")
+    trained = {name: spec["train"] for name, spec in config["sources"].items() if spec.get("train")}
+    assert trained, "the demo pretrains no source"
+    for name, spec in trained.items():
+        meta = checkpoints.load(demo.root / "results" / "sources" / f"{name}.pt")[1]
+        clean = float(meta["test_acc"])
+        chance = 100 / len(config["datasets"][spec["dataset"]]["classes"])
+        print(f"{name}: clean {clean:.1f} %" + (f", PGD {float(meta['adv_test_acc']):.1f} %" if spec["attack"] else ""))
+        assert clean >= (chance + 100) / 2, f"{name}: {clean:.1f} % after pretraining"
+        if spec["attack"]:
+            assert float(meta["adv_test_acc"]) < clean, name

@@ -215,6 +215,8 @@ def main():
             scratch,
             ignore=shutil.ignore_patterns(".git", ".venv", ".snakemake", "results", "resources", "figures", "logs"),
         )
+        if (REPO.parent / "shared").is_dir():  # the paper's reference files, beside the checkout
+            (Path(tmp) / "shared").symlink_to(REPO.parent / "shared")
         for m in todo:
             if m.key in results:
                 continue
