@@ -46,7 +46,8 @@ def overlay(args, amp: str) -> dict:
             "sources": list(args.sources),
             "k": [3],
             "sizes": list(args.n),
-            "seeds": {"count": args.seeds, "by_size": {}},
+            # every n named: an overlay merges by_size, so the demo's own entries would stay
+            "seeds": {"count": args.seeds, "by_size": {str(n): args.seeds for n in args.n}},
         },
         "finetune": {"input_size": args.size, "amp": amp},
         "figures": {

@@ -215,14 +215,18 @@ def state_path(output: str) -> str:
 BLOCKS = 16  # residual blocks of a ResNet-50 ([3, 4, 6, 3]): k is 0 ... 16
 
 
-def train_size(config: dict, dataset: str) -> int | None:
-    """Images in a dataset's training split as prepare() will make it, where the registry
-    tells (None: unknown before preparing)."""
+def _split_rule(config: dict, dataset: str):
+    """A dataset's loader record, its `split` entry (None: the official split) and kept classes."""
     from .data import LOADERS
 
     spec = config["datasets"][dataset]
-    loader = LOADERS[spec["loader"]]
-    split, classes = spec.get("split"), spec.get("classes")
+    return LOADERS[spec["loader"]], spec.get("split"), spec.get("classes")
+
+
+def train_size(config: dict, dataset: str) -> int | None:
+    """Images in a dataset's training split as prepare() will make it, where the registry
+    tells (None: unknown before preparing)."""
+    loader, split, classes = _split_rule(config, dataset)
     if not split:
         return loader.train_size if not classes else None
     counts = loader.class_counts
@@ -237,11 +241,7 @@ def train_size(config: dict, dataset: str) -> int | None:
 def test_size(config: dict, dataset: str) -> int | None:
     """Images in a dataset's test split as prepare() will make it (every evaluation reads them
     all), where the registry tells (None: unknown before preparing)."""
-    from .data import LOADERS
-
-    spec = config["datasets"][dataset]
-    loader = LOADERS[spec["loader"]]
-    split, classes = spec.get("split"), spec.get("classes")
+    loader, split, classes = _split_rule(config, dataset)
     if not split:
         return loader.test_size if not classes else None
     counts = loader.class_counts

@@ -133,7 +133,8 @@ def test_adopting_the_finished_demo_trains_nothing(trip):
     lock = yaml.safe_load((origin / "dvc.lock").read_text())
     assert lock["stages"]["runs"]["cmd"] == "snakemake --workflow-profile profiles/demo runs"
     demo = yaml.safe_load((origin / "config.demo.yaml").read_text())
-    assert lock["stages"]["runs"]["params"]["config.demo.yaml"]["finetune"]["input_size"] == demo["finetune"]["input_size"]
+    params = lock["stages"]["runs"]["params"]["config.demo.yaml"]
+    assert params["finetune"]["input_size"] == demo["finetune"]["input_size"]
     outs = {o["path"]: o for stage in lock["stages"].values() for o in stage["outs"]}
     assert outs["results/runs"]["nfiles"] == 2 * len(list((origin / "results" / "runs").rglob("*.csv")))
 

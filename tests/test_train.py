@@ -314,6 +314,22 @@ def test_evaluate_runs_in_eval_mode():
     assert acc == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
 
 
+def test_adversarial_evaluation_runs_in_eval_mode():
+    """Evaluation under attack (the PGD accuracy of pretrained sources) attacks and scores the
+    model in eval mode: BatchNorm's running statistics and the weights stay as they were, even
+    when it is called on a model in train mode."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    loop = train.start(model, _data(32, 1), _data(24, 2), _tiny_cfg(), 0, CPU)
+    train.train_epoch(loop)
+    assert loop.net.training
+    before = {k: v.clone() for k, v in loop.net.state_dict().items()}
+    attack = train.make_attack({"norm": "linf", "eps": 0.03, "steps": 1}, torch.Generator().manual_seed(0))
+    train.evaluate(loop.net, *loop.test, loop.cfg, attack)
+    after = loop.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.parametrize("epochs, drops, gamma", [(6, 3, 0.1), (6, 2, 0.5), (7, 3, 0.2), (4, 1, 0.1)])
 def test_the_loop_sets_the_scheduled_lr_every_epoch(epochs, drops, gamma):
     """The real loop's lr at every epoch is lr x gamma^(epoch // (epochs // drops)), with the
