@@ -3,9 +3,13 @@ not only its files. Prints what it checks, so a CI log carries the demo's number
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
-from conftest import load_config
+from conftest import clone_results, load_config
 
 from robust_transfer import checkpoints, grid, stats
 
@@ -33,19 +37,22 @@ def demo_numbers(root) -> dict:
     }
 
 
-def test_the_readme_demo_shows_learning(demo):
+def test_the_readme_demo_shows_learning(demo, capsys):
     """On every target the mean final accuracy at the largest n is at least halfway from chance
     to 100 %; for every source, accuracy rises from the smallest n to the largest; at most 5 %
     of runs collapse; and the demo takes at most five minutes."""
     got = demo_numbers(demo.root)
     final = got["final"]
-    print(f"\nthe README's demo: {demo.seconds:.0f} s, {len(final)} fine-tuning runs, {got['collapsed']} collapsed")
-    print(got["by_source"].round(1).to_string())
-    for dataset, mean in sorted(got["largest"].items()):
-        print(f"{dataset}: mean {mean:.1f} % at the largest n (chance {got['chance'][dataset]:.0f} %)")
     fig2b = pd.read_csv(demo.root / "results" / "figures" / "fig2b" / "summary.csv", dtype={"size": str})
-    print("Fig 2b (robust - natural, k=3, seed-paired; reported, not tuned for):")
-    print(fig2b[["dataset", "source", "size", "mean", "ci_low", "ci_high", "runs"]].round(2).to_string(index=False))
+    lines = [
+        f"the README's demo: {demo.seconds:.0f} s, {len(final)} fine-tuning runs, {got['collapsed']} collapsed",
+        got["by_source"].round(1).to_string(),
+        *(f"{d}: mean {m:.1f} % at the largest n (chance {got['chance'][d]:.0f} %)" for d, m in got["largest"].items()),
+        "Fig 2b (robust - natural, k=3, seed-paired; reported, not tuned for):",
+        fig2b[["dataset", "source", "size", "mean", "ci_low", "ci_high", "runs"]].round(2).to_string(index=False),
+    ]
+    with capsys.disabled():  # into the CI log even when the test passes
+        print("\n" + "\n".join(lines))
     for dataset, mean in got["largest"].items():
         chance = got["chance"][dataset]
         assert mean >= (chance + 100) / 2, f"{dataset}: {mean:.1f} % is not halfway from chance {chance:.0f} %"
@@ -84,3 +91,23 @@ def test_the_demo_sources_learn_and_attacks_hurt_the_robust_ones(demo):
         assert clean >= (chance + 100) / 2, f"{name}: {clean:.1f} % after pretraining"
         if spec["attack"]:
             assert float(meta["adv_test_acc"]) < clean, name
+
+
+def test_the_report_holds_every_figure_table_and_the_run_table(demo, tmp_path):
+    """`snakemake --report report.html` after the demo: every figure and table of `all` and the
+    run table are in it, each with a caption that says how many seeds and collapsed runs it has."""
+    root = clone_results(demo, tmp_path / "wf")
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/demo", "--report", "report.html"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (root / "report.html").read_text()
+    config = load_config("config.demo.yaml")
+    wanted = [
+        f"figures/{f}.csv" if config["figures"][f]["kind"] == "table" else f"figures/{f}.pdf"
+        for f in grid.in_all(config)
+    ]
+    for path in wanted + ["results/runs.csv"]:
+        entry = re.search(rf'"{re.escape(path)}": \{{"name".*?"caption": "(.*?)"', html)
+        assert entry, f"{path} is not in the report"
+        if path != "results/runs.csv":
+            assert "seed" in entry.group(1) and "collapsed" in entry.group(1), (path, entry.group(1)[:500])

@@ -214,3 +214,14 @@ def test_net_normalises_with_the_given_statistics():
         expected = base.eval()((x - 0.1307) / 0.3081)
         assert torch.allclose(net(x), expected, atol=1e-5)
         assert not torch.allclose(models.Net(base).eval()(x), expected, atol=1e-3)
+
+
+def test_to_device_moves_the_model_and_its_normaliser():
+    """Net.to_device puts every parameter and buffer (the normaliser's mean and std included)
+    on the device; the meta device stands in for a GPU on a CPU-only machine. Channels-last
+    follows CUDA unless asked."""
+    net = models.Net(resnet50(width_per_group=8)).to_device(torch.device("meta"))
+    tensors = list(net.parameters()) + list(net.buffers())
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    assert not net.channels_last
+    assert models.Net(resnet50(width_per_group=8)).to_device(torch.device("cpu"), channels_last=True).channels_last

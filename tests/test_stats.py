@@ -348,3 +348,22 @@ def test_a_corrupted_run_table_fails_naming_the_file(tmp_path, runs, content, wh
     with pytest.raises(ValueError, match=f"{bad}: .*{why}.*made again"):
         stats.read_runs([good, bad])
     assert len(stats.read_runs([good])) == len(runs)
+
+
+def test_bootstrap_ci_of_two_values_is_an_interval():
+    """Two seeds are enough for a band (the demo's smallest cells): a finite interval between them."""
+    low, high = stats.bootstrap_ci([50.0, 60.0], seed=0)
+    assert 50.0 <= low < high <= 60.0
+
+
+def test_counts_say_points_runs_seeds_and_collapsed_runs():
+    """The report's labels of a summary: what a reader needs to trust a figure."""
+    summary = pd.DataFrame({"runs": [3, 2, 3], "expected": [3, 3, 3], "collapsed": [0, 1, 0]})
+    assert stats.counts(summary) == {
+        "points": 3,
+        "runs per point": "2-3",
+        "seeds (grid)": "3",
+        "collapsed runs": 1,
+        "points short of seeds": 1,
+    }
+    assert stats.counts(summary.iloc[:0]) == {"points": 0}

@@ -183,6 +183,24 @@ def test_pgd_l2_within_ball(linear_model, eps):
         assert ce(linear_model(adv), y) > ce(linear_model(x), y)
 
 
+def test_pgd_l2_step_is_step_size_long_along_the_gradient(linear_model):
+    """One L2 step moves the perturbation by exactly step_size along the loss gradient (a
+    normalised gradient): compared with the random start alone (steps=0, same generator state),
+    where neither the ball nor the [0, 1] box cuts the step."""
+    x = torch.full((16, 3, 8, 8), 0.5)
+    y = torch.arange(16) % 4
+    start = train.pgd(linear_model, x, y, "l2", 1.0, steps=0, step_size=0.01, gen=torch.Generator().manual_seed(3))
+    one = train.pgd(linear_model, x, y, "l2", 1.0, steps=1, step_size=0.01, gen=torch.Generator().manual_seed(3))
+    free = (start - x).flatten(1).norm(dim=1) < 0.98  # the step stays inside the ball
+    assert free.sum() >= 8
+    step = (one - start).flatten(1)[free]
+    assert torch.allclose(step.norm(dim=1), torch.full((int(free.sum()),), 0.01), rtol=1e-3)
+    delta = (start - x).requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(linear_model(x + delta), y), delta)
+    cos = torch.nn.functional.cosine_similarity(step, g.flatten(1)[free], dim=1)
+    assert (cos > 0.999).all()
+
+
 @pytest.mark.parametrize("eps", [4 / 255, 8 / 255])
 def test_pgd_linf_within_ball(linear_model, eps):
     """Linf PGD: max |x_adv - x| <= eps, x_adv in [0, 1], and it raises the loss."""
@@ -395,7 +413,7 @@ def test_a_killed_run_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path)
         return train.finetune(model, _data(40, 1), _data(20, 2), cfg, 7, CPU, progress=progress, resume=resume)
 
     whole = run()
-    resume = train.Resume(tmp_path / "state", "key")
+    resume = train.Resume(tmp_path / "resume" / "run" / "state", "key")  # folders made as needed
     logged = []
 
     def killed_at_epoch_6(line):  # the state was last saved after epoch 4
