@@ -35,6 +35,7 @@ WORKFLOW = [
     "profiles",
     "config.yaml",
     "config.demo.yaml",
+    "report",
 ]
 
 

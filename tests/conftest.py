@@ -99,6 +99,7 @@ WORKFLOW = [
     "profiles",
     "config.yaml",
     "config.demo.yaml",
+    "report",
 ]
 
 

@@ -312,18 +312,25 @@ def test_from_scratch_init_is_drawn_per_run_seed(tmp_path):
     assert not fixed["test_loss"].equals(_scratch_job(tmp_path, 1, source_seed=5, init=None)["test_loss"])
 
 
-def test_evaluate_runs_in_eval_mode():
-    """Evaluation uses BatchNorm's running statistics and leaves them (and the weights) alone,
-    even when called mid-training on a model in train mode."""
+def _evaluated_mid_training(attack=None):
+    """A loop one epoch into training (its model in train mode), evaluated: the loop, the
+    result, and whether the model's weights and BatchNorm statistics stayed as they were."""
     torch.manual_seed(0)
     model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
     loop = train.start(model, _data(32, 1), _data(24, 2), _tiny_cfg(), 0, CPU)
     train.train_epoch(loop)
     assert loop.net.training
     before = {k: v.clone() for k, v in loop.net.state_dict().items()}
-    acc, loss = train.evaluate(loop.net, *loop.test, loop.cfg)
+    result = train.evaluate(loop.net, *loop.test, loop.cfg, attack)
     after = loop.net.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    return loop, result, all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_evaluate_runs_in_eval_mode():
+    """Evaluation uses BatchNorm's running statistics and leaves them (and the weights) alone,
+    even when called mid-training on a model in train mode."""
+    loop, (acc, loss), unchanged = _evaluated_mid_training()
+    assert unchanged
     x, y = loop.test
     loop.net.eval()
     with torch.no_grad():
@@ -336,16 +343,8 @@ def test_adversarial_evaluation_runs_in_eval_mode():
     """Evaluation under attack (the PGD accuracy of pretrained sources) attacks and scores the
     model in eval mode: BatchNorm's running statistics and the weights stay as they were, even
     when it is called on a model in train mode."""
-    torch.manual_seed(0)
-    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
-    loop = train.start(model, _data(32, 1), _data(24, 2), _tiny_cfg(), 0, CPU)
-    train.train_epoch(loop)
-    assert loop.net.training
-    before = {k: v.clone() for k, v in loop.net.state_dict().items()}
     attack = train.make_attack({"norm": "linf", "eps": 0.03, "steps": 1}, torch.Generator().manual_seed(0))
-    train.evaluate(loop.net, *loop.test, loop.cfg, attack)
-    after = loop.net.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert _evaluated_mid_training(attack)[2]
 
 
 @pytest.mark.parametrize("epochs, drops, gamma", [(6, 3, 0.1), (6, 2, 0.5), (7, 3, 0.2), (4, 1, 0.1)])
