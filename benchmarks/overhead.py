@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -169,8 +168,6 @@ def phases(a, dev: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Snakemake's per-job cost, and a sequence of n = 100 runs
 
-WORKFLOW = ["Snakefile", "rules", "scripts", "schemas", "envs", "robust_transfer", "config.yaml", "config.demo.yaml"]
-
 
 def timed(cmd, cwd, env=ENV) -> float:
     t = time.perf_counter()
@@ -204,7 +201,7 @@ DATASET = "digits10"  # scikit-learn's digits, all ten classes: about 900 traini
 def sequence(a, dev: str) -> None:
     import torch
 
-    from robust_transfer import checkpoints, grid
+    from robust_transfer import checkpoints, files, grid
     from robust_transfer.models import resnet50
 
     smk = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "1"]
@@ -217,10 +214,7 @@ def sequence(a, dev: str) -> None:
         for _ in range(a.repeats):
             (work / "floor" / "out.txt").unlink(missing_ok=True)
             floor.append(timed([*smk, "--quiet", "all"], work / "floor"))
-        paper = work / "workflow"
-        paper.mkdir()
-        for item in WORKFLOW:
-            (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, paper / item)
+        paper = files.copy_workflow(work / "workflow")
         first = "results/runs/cifar10/natural/k3/n100/s20000000.csv"
         parse = [timed([*smk, first, "-n", "--quiet", "all"], paper) for _ in range(a.repeats)]
 

@@ -22,21 +22,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from robust_transfer import stats
+from robust_transfer import files, stats
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW = [
-    "Snakefile",
-    "rules",
-    "scripts",
-    "schemas",
-    "envs",
-    "robust_transfer",
-    "profiles",
-    "config.yaml",
-    "config.demo.yaml",
-    "report",
-]
 
 
 def overlay(args, amp: str) -> dict:
@@ -61,9 +49,7 @@ def overlay(args, amp: str) -> dict:
 def run(args, amp: str) -> pd.DataFrame:
     root = args.out / amp
     if not (root / "Snakefile").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        for item in WORKFLOW:
-            subprocess.run(["cp", "-r", str(REPO / item), str(root)], check=True)
+        files.copy_workflow(root)
     (root / "precision.yaml").write_text(yaml.safe_dump(overlay(args, amp)))
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/demo", "--cores", str(args.cores)]
     cmd += ["--configfile", "config.demo.yaml", "precision.yaml"]

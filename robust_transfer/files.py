@@ -6,6 +6,8 @@ lock file (downloads.lock, one `url: sha256` line per download, which the user c
 download of an unpinned URL records its hash there; every later download must match it.
 torchvision's checkpoint names carry a prefix of their sha256 (resnet50-0676ba61.pth): it is
 checked too.
+
+Also: copy_workflow, a copy of the workflow's own files (what tests and benchmarks run).
 """
 
 from __future__ import annotations
@@ -21,6 +23,30 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# What a copy of the workflow needs to run (no results, no data): tests and benchmarks use it.
+WORKFLOW = (
+    "Snakefile",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "robust_transfer",
+    "profiles",
+    "config.yaml",
+    "config.demo.yaml",
+    "report",
+)
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow's files in `dest`, which a test or benchmark may run or edit."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in WORKFLOW:
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, dest / item)
+    return dest
+
 
 RETRIES = 3  # attempts per download; transient failures (timeouts, 5xx, resets) only
 

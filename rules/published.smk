@@ -66,9 +66,9 @@ use rule table as published_table with:
         "logs/published_table/{fig}.log",
 
 
-rule compare:
+use rule figure as compare with:
     input:
-        ours="results/figures/{fig}/summary.csv",
+        summary="results/figures/{fig}/summary.csv",
         theirs="results/published/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
     output:
@@ -76,12 +76,3 @@ rule compare:
         pdf="figures/compare/{fig}.pdf",
     log:
         "logs/compare/{fig}.log",
-    wildcard_constraints:
-        fig=_choice(FIGURES),
-    localrule: True
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        spec=figure_spec,
-    script:
-        "../scripts/compare.py"

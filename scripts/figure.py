@@ -1,10 +1,14 @@
-"""Snakemake entry point: draw one figure from its summary table."""
+"""Snakemake entry point: draw one figure from its summary table; with the authors' summary
+(`theirs`, rule compare), ours next to theirs in a table and both in one figure."""
 
 import pandas as pd
 
-from robust_transfer import plots
+from robust_transfer import plots, stats
 from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})
-plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf)
+theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str}) if "theirs" in snakemake.input.keys() else None
+if theirs is not None:
+    stats.compare(summary, theirs).to_csv(snakemake.output.table, index=False, float_format="%.3f")
+plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs)

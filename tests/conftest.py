@@ -18,6 +18,8 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
+from robust_transfer.files import copy_workflow  # noqa: F401 (tests import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -89,19 +91,6 @@ def job_counts(output: str) -> dict[str, int]:
 
 # --- the README's demo, run once per test session ---------------------------------------------
 
-WORKFLOW = [
-    "Snakefile",
-    "rules",
-    "scripts",
-    "schemas",
-    "envs",
-    "robust_transfer",
-    "profiles",
-    "config.yaml",
-    "config.demo.yaml",
-    "report",
-]
-
 
 def readme_commands() -> tuple[str, str]:
     """The README's first two commands: install + demo, install + tests."""
@@ -118,14 +107,6 @@ def demo_command() -> list[str]:
     argv = shlex.split(step)
     assert argv[0].endswith("snakemake"), step
     return [sys.executable, "-m", "snakemake", *argv[1:]]
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A copy of the workflow's files (no results), so a test may run or edit it freely."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in WORKFLOW:
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, dest / item)
-    return dest
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, WORKFLOW, clone_results, job_counts
+from conftest import REPO, clone_results, copy_workflow, job_counts
 from snakemake.utils import update_config
 
 from robust_transfer import grid
@@ -226,10 +226,7 @@ def test_stage_params_are_in_the_configs():
 def test_paper_pipeline_offline(tmp_path):
     """The paper's pipeline, before any data: data -> runs -> figures, every stage to run."""
     env = tool_env(tmp_path)
-    root = tmp_path / "paper"
-    root.mkdir()
-    for item in WORKFLOW:
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, root / item)
+    root = copy_workflow(tmp_path / "paper")
     copy_dvc_files(root)
     git(root, "init", "-q", env=env)
     dot = dvc(root, "dag", "--dot", env=env)
