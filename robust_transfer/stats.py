@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 
 from .grid import size_key, source_ks
 
@@ -90,6 +89,8 @@ def per_run(runs: pd.DataFrame, metric: str, epochs: list[int] | None = None) ->
 def bootstrap_ci(values, seed: int = 0, resamples: int = 1000, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean (seaborn's band, as the authors' plots), seeded.
     Fewer than two values, or all equal: no interval (nan, nan) or (v, v)."""
+    from scipy.stats import bootstrap  # here: scipy.stats costs 0.6 s to import, and only aggregation needs it
+
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float("nan"), float("nan")

@@ -7,6 +7,7 @@ rule aggregate:
         summary="results/figures/{fig}/summary.csv",
     log:
         "logs/aggregate/{fig}.log",
+    priority: 1
     localrule: True
     conda:
         "../envs/workflow.yaml"

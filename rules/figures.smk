@@ -13,6 +13,7 @@ rule figure:
         "logs/figure/{fig}.log",
     wildcard_constraints:
         fig=_choice(FIGURES),
+    priority: 1
     localrule: True
     conda:
         "../envs/workflow.yaml"
@@ -38,6 +39,7 @@ rule table:
         "logs/table/{fig}.log",
     wildcard_constraints:
         fig=_choice(TABLES),
+    priority: 1
     localrule: True
     conda:
         "../envs/workflow.yaml"

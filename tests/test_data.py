@@ -159,7 +159,7 @@ def as_arrays(images) -> list[np.ndarray]:
 
 
 CALTECH_SPEC = {"loader": "caltech101", "size": 16, "split": {"seed": 0, "train_per_class": 2}}
-DEMO_SPLIT = {"seed": 0, "test_fraction": 0.5}
+HALF_SPLIT = {"seed": 0, "test_fraction": 0.5}
 
 
 # ------------------------------------------------------------------ torchvision formats
@@ -344,7 +344,7 @@ def test_digits_demo_classes_and_split(tmp_path):
     partition exactly those images (pixels scaled 0-16 -> 0-255), and the split is seeded."""
     from sklearn.datasets import load_digits
 
-    spec = {"loader": "digits", "classes": [5, 6, 7, 8, 9], "split": DEMO_SPLIT}
+    spec = {"loader": "digits", "classes": [5, 6, 7, 8, 9], "split": HALF_SPLIT}
     data.download("digits", tmp_path, offline=True)
     assert "nothing to download" in (tmp_path / "SOURCE").read_text()
     out = data.prepare(spec, tmp_path)
@@ -368,7 +368,7 @@ def test_digits_demo_classes_and_split(tmp_path):
         want, d.target[keep] - 5
     )
     again = data.prepare(spec, tmp_path)
-    other = data.prepare({**spec, "split": {**DEMO_SPLIT, "seed": 1}}, tmp_path)
+    other = data.prepare({**spec, "split": {**HALF_SPLIT, "seed": 1}}, tmp_path)
     np.testing.assert_array_equal(again["train"][0], out["train"][0])
     assert not np.array_equal(other["train"][0], out["train"][0])
 
@@ -376,7 +376,7 @@ def test_digits_demo_classes_and_split(tmp_path):
 def test_lfw_demo_two_classes(tmp_path):
     """scikit-image's LFW subset: 200 grey 25x25 images, 100 faces (1) and 100 non-faces (0)."""
     data.download("lfw", tmp_path, offline=True)
-    out = data.prepare({"loader": "lfw", "split": DEMO_SPLIT}, tmp_path)
+    out = data.prepare({"loader": "lfw", "split": HALF_SPLIT}, tmp_path)
     (train_x, train_y), (test_x, test_y) = out["train"], out["test"]
     assert len(train_y) + len(test_y) == 200
     assert np.bincount(train_y).tolist() == [50, 50] and np.bincount(test_y).tolist() == [50, 50]

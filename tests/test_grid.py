@@ -254,7 +254,7 @@ def test_time_limits_cover_the_authors_run_times_with_room(paper_config):
 
 def test_time_limits_of_the_demo(demo_config):
     """Demo runs are tiny: the fixed cost sets their limit; split sizes are the prepared ones."""
-    assert grid.split_size(demo_config, "digits", "train") == grid.train_size(demo_config, "digits") == 448
+    assert grid.split_size(demo_config, "digits", "train") == grid.train_size(demo_config, "digits") == 627
     assert grid.split_size(demo_config, "lfw", "test") == 50
     assert {grid.run_minutes(demo_config, d, n) for d in ["digits", "lfw"] for n in ["20", "80"]} == {15}
 

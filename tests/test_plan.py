@@ -84,7 +84,7 @@ def test_test_sizes_are_the_official_splits(paper_config, demo_config):
         10000,
     ]
     assert grid.test_size(paper_config, "caltech101") == 8677 - 30 * 101
-    assert grid.test_size(demo_config, "digits") == 448  # digits 5-9, half of each class (rounded)
+    assert grid.test_size(demo_config, "digits") == 269  # digits 5-9, 30 % of each class (rounded)
 
 
 def test_run_minutes_grows_with_size_epochs_and_test_set():
