@@ -13,6 +13,7 @@ rule figure:
         "logs/figure/{fig}.log",
     wildcard_constraints:
         fig=_choice(FIGURES),
+    # before waiting runs: a figure whose runs are done is drawn at once (aggregate and table too)
     priority: 1
     localrule: True
     conda:

@@ -543,3 +543,31 @@ def test_a_truncated_split_fails_naming_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(data.BadData, match=f"{path}: unreadable prepared split .*prepared again"):
         data.load_split(path)
+
+
+def test_download_makes_a_nested_root(tmp_path):
+    """A data folder whose parents do not exist yet is made, parents included."""
+    root = tmp_path / "a" / "b" / "digits"
+    data.download("digits", root, offline=True)
+    assert "nothing to download" in (root / "SOURCE").read_text()
+
+
+@pytest.mark.parametrize("per_class", [0, 4])
+def test_class_split_keeps_a_train_and_a_test_image_of_every_class(per_class):
+    """Each class keeps at least one train and one test image: 0 or all 4 in train is refused."""
+    labels = np.repeat([0, 1], 4)
+    with pytest.raises(ValueError, match=f"cannot put {per_class} in train"):
+        data.class_split(labels, 0, train_per_class=per_class)
+    train, test = data.class_split(labels, 0, train_per_class=1)
+    assert np.bincount(labels[train]).tolist() == [1, 1] and np.bincount(labels[test]).tolist() == [3, 3]
+
+
+def test_canvas_holds_images_of_different_shapes():
+    """Non-square images of different sizes: a canvas of the largest height and width, each
+    image in its top-left corner, zeros elsewhere, and its (height, width)."""
+    tall = np.full((5, 2, 3), 7, dtype=np.uint8)
+    wide = np.full((3, 4, 3), 9, dtype=np.uint8)
+    out, extents = data.canvas([tall, wide])
+    assert out.shape == (2, 5, 4, 3) and extents.tolist() == [[5, 2], [3, 4]]
+    assert (out[0, :5, :2] == 7).all() and not out[0, :, 2:].any()
+    assert (out[1, :3, :4] == 9).all() and not out[1, 3:].any()

@@ -367,3 +367,27 @@ def test_counts_say_points_runs_seeds_and_collapsed_runs():
         "points short of seeds": 1,
     }
     assert stats.counts(summary.iloc[:0]) == {"points": 0}
+
+
+def test_read_runs_of_no_files_is_an_empty_run_table():
+    empty = stats.read_runs([])
+    assert empty.empty and list(empty.columns) == stats.RUN_KEYS + stats.METRIC_COLUMNS
+
+
+def test_flag_collapsed_threshold_is_margin_times_chance_exactly():
+    """On 10 classes with margin 1.5 the threshold is 15.0 %: 15.0 is collapsed, 15.1 is not."""
+    at = _log(seed=1, accs=(15.0,), epochs=(100,), classes=10)
+    above = _log(seed=2, accs=(15.1,), epochs=(100,), classes=10)
+    flagged = stats.flag_collapsed(pd.concat([at, above], ignore_index=True), margin=1.5)
+    assert flagged.set_index("seed")["collapsed"].to_dict() == {1: True, 2: False}
+
+
+def test_a_table_with_a_delta_has_both_sources_and_their_paired_difference():
+    """A table (Table 7) lists each source's mean and, as extra rows, the seed-paired delta; a
+    delta figure has the delta only."""
+    runs, diffs = _delta_runs()
+    flagged = stats.flag_collapsed(runs)
+    table = stats.figure_summary(flagged, {**SPEC, "kind": "table"}, seed=0).set_index("source")
+    assert set(table.index) == {"l2_3", "natural", "l2_3 - natural"}
+    assert table.loc["l2_3 - natural", "mean"] == pytest.approx(diffs.mean())
+    assert stats.figure_summary(flagged, SPEC, seed=0)["source"].tolist() == ["l2_3 - natural"]

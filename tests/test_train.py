@@ -587,3 +587,40 @@ def test_training_in_bf16_on_the_cpu_uses_channels_last_and_is_deterministic():
 
     (r1, w1), (r2, w2) = run(), run()
     assert r1 == r2 and torch.equal(w1, w2)
+
+
+def test_inputs_resize_as_torchvision():
+    """uint8 -> [0, 1] floats at the input size, resized as torchvision's Resize on tensors
+    (bilinear, half-pixel centres, antialiased when shrinking); an image at the size is kept."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for size in (24, 5):
+        want = TF.resize(x.float() / 255, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        torch.testing.assert_close(train.inputs(x, size), want)
+    assert torch.equal(train.inputs(x, 8), x.float() / 255)
+
+
+def test_finetune_clock_and_sigterm_handler():
+    """The seconds a run reports (its meta's `seconds`) are positive and add up to at most its
+    wall time; the SIGTERM handler it installs for a graceful stop is the previous one again
+    after it."""
+    import signal
+    import time
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        torch.manual_seed(0)
+        model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+        clock = {"load": 0.0}
+        start = time.perf_counter()
+        train.finetune(model, _data(20, 1), _data(10, 2), _tiny_cfg(), 0, CPU, progress=lambda s: None, clock=clock)
+        wall = time.perf_counter() - start
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert clock["train"] > 0 and clock["eval"] > 0 and clock["train"] + clock["eval"] <= wall
