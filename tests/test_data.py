@@ -527,6 +527,9 @@ def test_make_loaders_subset_is_the_robustness_librarys():
     np.testing.assert_array_equal(idx, np.sort(expected))
     assert len(set(idx.tolist())) == 50
     np.testing.assert_array_equal(data.subset_make_loaders(7, "full", 1), np.arange(7))
+    np.testing.assert_array_equal(data.subset_make_loaders(7, 7, 1), np.arange(7))  # n = total: every image
+    with pytest.raises(ValueError, match="cannot draw 8 of 7"):
+        data.subset_make_loaders(7, 8, 1)
     labels = np.repeat(np.arange(10), 100)
     missing = [len(set(labels[data.subset_make_loaders(1000, 10, s)])) < 10 for s in range(20)]
     assert any(missing)  # unlike make_mask, classes may be missing
@@ -571,3 +574,13 @@ def test_canvas_holds_images_of_different_shapes():
     assert out.shape == (2, 5, 4, 3) and extents.tolist() == [[5, 2], [3, 4]]
     assert (out[0, :5, :2] == 7).all() and not out[0, :, 2:].any()
     assert (out[1, :3, :4] == 9).all() and not out[1, 3:].any()
+
+
+def test_lfw_pixels_are_scikit_images_scaled_to_uint8(tmp_path):
+    """LFW's floats in [0, 1] become uint8 0-255, rounded, the same in every channel."""
+    from skimage.data import lfw_subset
+
+    images, labels = data.read("lfw", tmp_path, None)
+    want = np.round(lfw_subset() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(images[..., 0], want)
+    assert images.max() == 255 and labels.tolist() == [1] * 100 + [0] * 100

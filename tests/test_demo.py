@@ -40,7 +40,8 @@ def demo_numbers(root) -> dict:
 def test_the_readme_demo_shows_learning(demo, capsys):
     """On every target the mean final accuracy at the largest n is at least halfway from chance
     to 100 %; for every source, accuracy rises from the smallest n to the largest; at most 5 %
-    of runs collapse; and the demo takes at most five minutes."""
+    of runs collapse; and the demo takes at most five minutes (30 % more allowed for a slower
+    machine; the time is printed)."""
     got = demo_numbers(demo.root)
     final = got["final"]
     fig2b = pd.read_csv(demo.root / "results" / "figures" / "fig2b" / "summary.csv", dtype={"size": str})

@@ -600,6 +600,9 @@ def test_inputs_resize_as_torchvision():
         want = TF.resize(x.float() / 255, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
         torch.testing.assert_close(train.inputs(x, size), want)
     assert torch.equal(train.inputs(x, 8), x.float() / 255)
+    narrow = x[..., :5]  # a non-square batch at the size in one side only
+    want = TF.resize(narrow.float() / 255, [8, 8], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    torch.testing.assert_close(train.inputs(narrow, 8), want)
 
 
 def test_finetune_clock_and_sigterm_handler():
@@ -624,3 +627,24 @@ def test_finetune_clock_and_sigterm_handler():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert clock["train"] > 0 and clock["eval"] > 0 and clock["train"] + clock["eval"] <= wall
+
+
+def test_every_training_image_is_seen_once_per_epoch():
+    """Batches cover the shuffled subset exactly: n = 10 at batch 4 is 4 + 4 + 2 images an
+    epoch, every image once (each image carries its index in its pixels; augmentation off)."""
+    n, seen = 10, []
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 20, 8, axis=1).repeat(8, 2).repeat(3, 3)
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+
+    def record(module, args):  # the first pixel of each image in a training batch
+        if module.training:
+            seen.append(args[0][:, 0, 0, 0].tolist())
+
+    model.conv1.register_forward_pre_hook(record)
+    cfg = _tiny_cfg(input_size=8, batch_size=4, augment={"pad": 0, "flip": False, "jitter": 0.0, "degrees": 0.0})
+    train.finetune(model, (images, np.arange(n) % 5), _data(6, 2), cfg, 0, CPU, progress=lambda s: None)
+    assert [len(batch) for batch in seen] == [4, 4, 2] * cfg["epochs"]
+    for epoch in range(cfg["epochs"]):
+        pixels = sum(seen[3 * epoch : 3 * epoch + 3], [])
+        assert len(set(pixels)) == n  # ten different images: each once
