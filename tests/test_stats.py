@@ -391,3 +391,30 @@ def test_a_table_with_a_delta_has_both_sources_and_their_paired_difference():
     assert set(table.index) == {"l2_3", "natural", "l2_3 - natural"}
     assert table.loc["l2_3 - natural", "mean"] == pytest.approx(diffs.mean())
     assert stats.figure_summary(flagged, SPEC, seed=0)["source"].tolist() == ["l2_3 - natural"]
+
+
+def test_sort_sizes_groups_datasets_then_orders_sizes_full_last():
+    """By dataset (in order), then size (numeric, "full" last), ties kept as they came; the
+    columns are the frame's own and the index is fresh; a frame without datasets sorts by size."""
+    frame = pd.DataFrame({"dataset": ["b", "a", "b", "a"], "size": ["full", "80", "20", "full"], "v": [1, 2, 3, 4]})
+    out = stats.sort_sizes(frame)
+    assert out[["dataset", "size"]].values.tolist() == [["a", "80"], ["a", "full"], ["b", "20"], ["b", "full"]]
+    assert list(out.columns) == ["dataset", "size", "v"] and out.index.tolist() == [0, 1, 2, 3]
+    assert stats.sort_sizes(frame.drop(columns="dataset"))["v"].tolist() == [3, 2, 1, 4]
+
+
+def test_best_epoch_of_runs_read_from_several_files(tmp_path):
+    """Run tables read from several files form one table with a fresh index: the best epoch is
+    then one row per run, its maximum (duplicate row labels would pick every row)."""
+    paths = []
+    for seed, accs in [(1, (50.0, 40.0)), (2, (30.0, 60.0))]:
+        paths.append(tmp_path / f"s{seed}.csv")
+        _log(seed=seed, accs=accs, epochs=(1, 2)).to_csv(paths[-1], index=False)
+    runs = stats.read_runs(paths)
+    assert runs.index.tolist() == list(range(4))
+    best = stats.per_run(stats.flag_collapsed(runs), "best")
+    assert best.set_index("seed")["value"].to_dict() == {1: 50.0, 2: 60.0}
+
+
+def test_bootstrap_ci_of_equal_values_is_that_value_exactly():
+    assert stats.bootstrap_ci([0.1, 0.1, 0.1]) == (0.1, 0.1)  # not the mean's rounding, 0.10000000000000002

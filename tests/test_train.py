@@ -648,3 +648,81 @@ def test_every_training_image_is_seen_once_per_epoch():
     for epoch in range(cfg["epochs"]):
         pixels = sum(seen[3 * epoch : 3 * epoch + 3], [])
         assert len(set(pixels)) == n  # ten different images: each once
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_random_start_fills_the_ball_around_x(linear_model, norm):
+    """steps=0 is the random start alone: inside the ball, centred on x (as many negative as
+    positive perturbations) and reaching its edge (Linf: uniform in [-eps, eps] per pixel; L2: a
+    uniform direction at a radius up to eps)."""
+    x, y, eps = torch.full((64, 3, 8, 8), 0.5), torch.arange(64) % 4, 0.25
+    delta = train.pgd(linear_model, x, y, norm, eps, steps=0, step_size=0.1, gen=torch.Generator().manual_seed(0)) - x
+    if norm == "linf":
+        assert delta.abs().max() <= eps + 1e-6 and delta.min() < -0.95 * eps and delta.max() > 0.95 * eps
+    else:
+        norms = delta.flatten(1).norm(dim=1)
+        assert (norms <= eps + 1e-5).all() and norms.max() > 0.8 * eps
+    assert abs(float(delta.mean())) < 0.02 * eps
+
+
+def test_pgd_l2_ends_on_the_sphere_when_the_box_allows(linear_model):
+    """On a linear model with long steps, L2 PGD ends on the ball's surface for every sample:
+    the projection scales a perturbation back to eps exactly, never below."""
+    x, y = torch.full((16, 3, 8, 8), 0.5), torch.arange(16) % 4
+    adv = train.pgd(linear_model, x, y, "l2", 0.5, steps=3, step_size=0.5, gen=torch.Generator().manual_seed(0))
+    norms = (adv - x).flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.full((16,), 0.5), atol=1e-4, rtol=0)
+
+
+def _pretrain(resume=None, progress=lambda s: None, epochs=3):
+    torch.manual_seed(0)
+    model = resnet50(num_classes=5, width_per_group=8)
+    cfg = {**CFG, "epochs": epochs, "attack": {"norm": "linf", "eps": 0.03, "steps": 1}}
+    return train.pretrain(model, _data(32, 1), _data(16, 2), cfg, 7, CPU, progress=progress, resume=resume)
+
+
+def test_a_killed_pretraining_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path):
+    """Pretraining a source (PGD) saves its state after every epoch but the last: killed in
+    epoch 3, the rerun continues from epoch 2 and ends with the uninterrupted clean and PGD
+    accuracies; the state is removed at the end (also when no epoch saved one)."""
+    whole = _pretrain()
+    assert set(whole) == {"test_acc", "adv_test_acc"}
+    resume = train.Resume(tmp_path / "source" / "state", "key")
+
+    def killed_in_epoch_3(line):
+        if line.startswith("epoch=3"):
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        _pretrain(resume, killed_in_epoch_3)
+    assert torch.load(resume.path, weights_only=True)["epoch"] == 2
+    lines = []
+    assert _pretrain(resume, lines.append) == whole
+    assert lines[0] == f"resumed from {resume.path} after epoch 2" and not resume.path.exists()
+    _pretrain(train.Resume(tmp_path / "one" / "state", "key"), epochs=1)  # nothing saved, nothing to remove
+
+
+def test_whole_images_of_different_sizes_train_on_crops_inside_each_image():
+    """train_crop: random (a canvas of whole images with their extents): every training input
+    is a window of its own image, never of the canvas around it (filled with 255 here, the
+    images with 100), so each input is one flat grey."""
+    rng = np.random.default_rng(0)
+    extents = rng.integers(6, 11, (8, 2))
+    board = np.full((8, 10, 10, 3), 255, dtype=np.uint8)
+    for image, (h, w) in zip(board, extents):
+        image[:h, :w] = 100
+    seen = []
+
+    def record(module, args):
+        if module.training:
+            seen.append(args[0])
+
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+    model.conv1.register_forward_pre_hook(record)
+    cfg = _tiny_cfg(input_size=6, batch_size=4, augment={"pad": 0, "flip": False, "jitter": 0.0, "degrees": 0.0})
+    train.finetune(model, (board, np.arange(8) % 5, extents), _data(6, 2), cfg, 0, CPU, progress=lambda s: None)
+    batches = torch.cat(seen)
+    assert len(batches) == 8 * cfg["epochs"] and batches.shape[2:] == (6, 6)
+    flat = batches.flatten(2)
+    assert (flat.amax(2) - flat.amin(2)).max() < 1e-5  # no 255 of the canvas, no zero padding
