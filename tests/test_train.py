@@ -681,11 +681,15 @@ def _pretrain(resume=None, progress=lambda s: None, epochs=3):
     return train.pretrain(model, _data(32, 1), _data(16, 2), cfg, 7, CPU, progress=progress, resume=resume)
 
 
-def test_a_killed_pretraining_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path):
+def test_a_killed_pretraining_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch):
     """Pretraining a source (PGD) saves its state after every epoch but the last: killed in
     epoch 3, the rerun continues from epoch 2 and ends with the uninterrupted clean and PGD
     accuracies; the state is removed at the end (also when no epoch saved one)."""
     whole = _pretrain()
+    saved, save = [], train.save_state
+    monkeypatch.setattr(train, "save_state", lambda loop, resume: (saved.append(loop.epoch), save(loop, resume)))
+    _pretrain(train.Resume(tmp_path / "spied" / "state", "key"))
+    assert saved == [1, 2]  # not after epoch 3, the last
     assert set(whole) == {"test_acc", "adv_test_acc"}
     resume = train.Resume(tmp_path / "source" / "state", "key")
 
@@ -726,3 +730,12 @@ def test_whole_images_of_different_sizes_train_on_crops_inside_each_image():
     assert len(batches) == 8 * cfg["epochs"] and batches.shape[2:] == (6, 6)
     flat = batches.flatten(2)
     assert (flat.amax(2) - flat.amin(2)).max() < 1e-5  # no 255 of the canvas, no zero padding
+
+
+def test_seed_everything_wraps_numpys_seed_into_its_range():
+    """NumPy takes seeds below 2^32 only: a larger run seed is taken modulo 2^32 there (and
+    used whole by torch and Python)."""
+    train.seed_everything(2**32 + 5, CPU)
+    wrapped = np.random.rand()
+    np.random.seed(5)
+    assert wrapped == np.random.rand()
