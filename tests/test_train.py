@@ -626,7 +626,8 @@ def test_finetune_clock_and_sigterm_handler():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert clock["train"] > 0 and clock["eval"] > 0 and clock["train"] + clock["eval"] <= wall
+    assert clock["start"] > 0 and clock["train"] > 0 and clock["eval"] > 0
+    assert clock["start"] + clock["train"] + clock["eval"] <= wall
 
 
 def test_every_training_image_is_seen_once_per_epoch():
@@ -739,3 +740,27 @@ def test_seed_everything_wraps_numpys_seed_into_its_range():
     wrapped = np.random.rand()
     np.random.seed(5)
     assert wrapped == np.random.rand()
+
+
+@pytest.mark.parametrize("amp, channels_last", [("none", False), ("bf16", True)])
+def test_channels_last_on_a_cpu_only_in_bf16(amp, channels_last):
+    """The memory layout a run trains in on a CPU: channels-last for bf16 (oneDNN's bf16 kernels
+    want it), the default layout in fp32 (channels-last ran at 0.7x there, docs/benchmarks.md)."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+    loop = train.start(model, _data(8, 1), _data(4, 2), _tiny_cfg(amp=amp), 0, CPU)
+    assert loop.net.channels_last is channels_last
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+
+
+@pytest.mark.parametrize(
+    "amp, dtype, channels_last", [("none", None, False), ("bf16", torch.bfloat16, True)], ids=["fp32", "bf16"]
+)
+def test_the_evaluation_copy_is_folded_cast_and_laid_out_as_its_precision_asks(amp, dtype, channels_last, monkeypatch):
+    """With every speed-up on a CPU, a clean evaluation runs a BatchNorm-folded copy: in bf16 its
+    weights are cast once to bf16 in channels-last; in fp32 it keeps fp32 and the default layout
+    (whose numbers test_evaluate_speedups_give_the_plain_numbers_in_fp32 pins)."""
+    asked, copy = [], train.Net.for_inference
+    monkeypatch.setattr(train.Net, "for_inference", lambda self, **kw: (asked.append(kw), copy(self, **kw))[1])
+    train.evaluate(_trained_net(), *_eval_data(8), {**CFG, "amp": amp})
+    assert asked == [{"fold": True, "dtype": dtype, "channels_last": channels_last}]
