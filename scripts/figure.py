@@ -8,7 +8,8 @@ from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})
-theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str}) if "theirs" in snakemake.input.keys() else None
-if theirs is not None:
+theirs = None
+if "theirs" in snakemake.input.keys():
+    theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str})
     stats.compare(summary, theirs).to_csv(snakemake.output.table, index=False, float_format="%.3f")
 plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs)

@@ -630,24 +630,30 @@ def test_finetune_clock_and_sigterm_handler():
     assert clock["start"] + clock["train"] + clock["eval"] <= wall
 
 
+NO_AUGMENT = {"pad": 0, "flip": False, "jitter": 0.0, "degrees": 0.0}
+
+
+def _training_inputs(split, cfg) -> list[torch.Tensor]:
+    """Fine-tune a small model on `split` and return every training batch as the network's first
+    convolution received it (normalised, after cropping and augmentation)."""
+    seen = []
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
+    model.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0]) if module.training else None)
+    train.finetune(model, split, _data(6, 2), cfg, 0, CPU, progress=lambda s: None)
+    return seen
+
+
 def test_every_training_image_is_seen_once_per_epoch():
     """Batches cover the shuffled subset exactly: n = 10 at batch 4 is 4 + 4 + 2 images an
     epoch, every image once (each image carries its index in its pixels; augmentation off)."""
-    n, seen = 10, []
-    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 20, 8, axis=1).repeat(8, 2).repeat(3, 3)
-    torch.manual_seed(0)
-    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
-
-    def record(module, args):  # the first pixel of each image in a training batch
-        if module.training:
-            seen.append(args[0][:, 0, 0, 0].tolist())
-
-    model.conv1.register_forward_pre_hook(record)
-    cfg = _tiny_cfg(input_size=8, batch_size=4, augment={"pad": 0, "flip": False, "jitter": 0.0, "degrees": 0.0})
-    train.finetune(model, (images, np.arange(n) % 5), _data(6, 2), cfg, 0, CPU, progress=lambda s: None)
+    n = 10
+    images = np.broadcast_to((np.arange(n, dtype=np.uint8) * 20)[:, None, None, None], (n, 8, 8, 3)).copy()
+    cfg = _tiny_cfg(input_size=8, batch_size=4, augment=NO_AUGMENT)
+    seen = _training_inputs((images, np.arange(n) % 5), cfg)
     assert [len(batch) for batch in seen] == [4, 4, 2] * cfg["epochs"]
     for epoch in range(cfg["epochs"]):
-        pixels = sum(seen[3 * epoch : 3 * epoch + 3], [])
+        pixels = torch.cat(seen[3 * epoch : 3 * epoch + 3])[:, 0, 0, 0].tolist()  # each image's first pixel
         assert len(set(pixels)) == n  # ten different images: each once
 
 
@@ -687,11 +693,11 @@ def test_a_killed_pretraining_resumes_with_the_numbers_of_an_uninterrupted_one(t
     epoch 3, the rerun continues from epoch 2 and ends with the uninterrupted clean and PGD
     accuracies; the state is removed at the end (also when no epoch saved one)."""
     whole = _pretrain()
+    assert set(whole) == {"test_acc", "adv_test_acc"}
     saved, save = [], train.save_state
     monkeypatch.setattr(train, "save_state", lambda loop, resume: (saved.append(loop.epoch), save(loop, resume)))
     _pretrain(train.Resume(tmp_path / "spied" / "state", "key"))
     assert saved == [1, 2]  # not after epoch 3, the last
-    assert set(whole) == {"test_acc", "adv_test_acc"}
     resume = train.Resume(tmp_path / "source" / "state", "key")
 
     def killed_in_epoch_3(line):
@@ -716,18 +722,8 @@ def test_whole_images_of_different_sizes_train_on_crops_inside_each_image():
     board = np.full((8, 10, 10, 3), 255, dtype=np.uint8)
     for image, (h, w) in zip(board, extents):
         image[:h, :w] = 100
-    seen = []
-
-    def record(module, args):
-        if module.training:
-            seen.append(args[0])
-
-    torch.manual_seed(0)
-    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
-    model.conv1.register_forward_pre_hook(record)
-    cfg = _tiny_cfg(input_size=6, batch_size=4, augment={"pad": 0, "flip": False, "jitter": 0.0, "degrees": 0.0})
-    train.finetune(model, (board, np.arange(8) % 5, extents), _data(6, 2), cfg, 0, CPU, progress=lambda s: None)
-    batches = torch.cat(seen)
+    cfg = _tiny_cfg(input_size=6, batch_size=4, augment=NO_AUGMENT)
+    batches = torch.cat(_training_inputs((board, np.arange(8) % 5, extents), cfg))
     assert len(batches) == 8 * cfg["epochs"] and batches.shape[2:] == (6, 6)
     flat = batches.flatten(2)
     assert (flat.amax(2) - flat.amin(2)).max() < 1e-5  # no 255 of the canvas, no zero padding
