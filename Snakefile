@@ -20,6 +20,10 @@ include: "rules/figures.smk"
 include: "rules/published.smk"
 
 
+onstart:
+    before_work()
+
+
 rule all:
     default_target: True
     input:

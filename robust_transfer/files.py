@@ -37,6 +37,7 @@ WORKFLOW = (
     "config.yaml",
     "config.demo.yaml",
     "report",
+    "benchmarks/costs.yaml",  # the cost model: time limits and the plan printed before work
 )
 
 
@@ -44,6 +45,7 @@ def copy_workflow(dest: Path) -> Path:
     """A copy of the workflow's files in `dest`, which a test or benchmark may run or edit."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in WORKFLOW:
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, dest / item)
     return dest
 

@@ -2,7 +2,7 @@
 
     python -m robust_transfer.plan figures/fig5c.pdf            # one figure (972 runs)
     python -m robust_transfer.plan                              # everything (`snakemake all`)
-    python -m robust_transfer.plan all --configfile config.demo.yaml --device cpu
+    python -m robust_transfer.plan all --workflow-profile profiles/demo     # the demo (CPU rates)
 
 Targets expand into runs exactly as the workflow does (robust_transfer.grid); a run trains on
 n x epochs images and evaluates the whole test set at every logged epoch. Device seconds come
@@ -16,6 +16,7 @@ Pure Python (PyYAML, and NumPy through the dataset registry): no torch.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections import defaultdict
@@ -122,6 +123,14 @@ class Plan:
         return out
 
 
+def run_seconds_of(config: dict, run: grid.Run, device: dict) -> float:
+    """The plan's device seconds of one run (0 where the dataset's sizes are unknown yet)."""
+    settings = grid.run_settings(config, run.dataset, run.source, run.size)
+    n = grid.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
+    test = grid.test_size(config, run.dataset)
+    return 0.0 if n is None or test is None else run_seconds(settings, n, test, run.k, device)
+
+
 def make_plan(config: dict, runs: list[grid.Run], device: dict) -> Plan:
     plan = Plan()
     rows: dict[tuple[str, str], Row] = defaultdict(Row)
@@ -182,22 +191,16 @@ def stored_pixels(config: dict, dataset: str) -> int | None:
 # Command line
 
 
-def merge(base: dict, overlay: dict) -> dict:
-    """Overlay a config onto another, key by key into nested mappings (as Snakemake's
-    --configfile does)."""
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_config(base: Path, overlays: list[Path]) -> dict:
+def load_config(base: Path, overlays: list[Path], profile: str | None = None) -> dict:
+    """config.yaml, then the workflow profile's overlays, then `overlays`: as the workflow
+    composes them (robust_transfer.configs)."""
     import yaml
 
+    from .configs import merge, profile_overlays, workflow_profile
+
+    files = profile_overlays(workflow_profile(["--workflow-profile", profile])) if profile else []
     config = yaml.safe_load(base.read_text())
-    for path in overlays:
+    for path in [*files, *overlays]:
         merge(config, yaml.safe_load(Path(path).read_text()))
     return config
 
@@ -257,18 +260,68 @@ def report(config: dict, targets: list[str], plan: Plan, device: dict, costs: di
     return "\n".join(out)
 
 
+def device_for(config: dict, costs: dict) -> dict:
+    """The costs entry of the device the config trains on: `cost.device`, else `cpu` when
+    fine-tuning is set to the CPU, else the costs file's default."""
+    name = (config.get("cost") or {}).get("device")
+    if name is None and config["finetune"].get("device") == "cpu":
+        name = "cpu"
+    return device_entry(costs, name)
+
+
+def summary(config: dict, runs: list[grid.Run], device: dict, costs: dict) -> tuple[str, float]:
+    """A few lines on what `runs` cost (runs, images, device hours, disk), and the hours."""
+    plan = make_plan(config, runs, device)
+    t = plan.total
+    hours = t.seconds / 3600
+    parts = disk(config, plan, costs)
+    where = ", ".join(
+        f"{d} {sum(r.runs for (ds, _), r in plan.rows.items() if ds == d)}" for d in sorted(plan.datasets)
+    )
+    text = [
+        f"{t.runs} fine-tuning runs ({where}): {_si(t.train_images)} training and {_si(t.eval_images)} "
+        f"evaluation images, about {_hours(hours)} device-hours on {device['name']}"
+        + (" (an ESTIMATE: benchmarks/costs.yaml)" if device.get("status") != "measured" else " (measured rates)"),
+        f"disk: up to {_bytes(sum(parts.values()))} written ("
+        + ", ".join(f"{k} {_bytes(v)}" for k, v in parts.items())
+        + ")",
+    ]
+    if plan.unknown:
+        text.append(f"(sizes of {', '.join(sorted(plan.unknown))} unknown before preparing: not in the hours)")
+    return "\n".join(text), hours
+
+
+def _hours(h: float) -> str:
+    return f"{h:,.0f}" if h >= 10 else f"{h:.2g}"
+
+
+def gate(hours: float, limit: float | None, targets: list[str] = ()) -> str | None:
+    """Why an invocation must stop before its first job, or None: more device-hours than the
+    config's `cost.max_device_hours`."""
+    if limit is None or hours <= limit:
+        return None
+    return (
+        f"stopped before any job: this would train for about {_hours(hours)} device-hours, above "
+        f"cost.max_device_hours ({limit:g}). To go ahead, raise the limit for this command: "
+        f"--config 'cost={{max_device_hours: {math.ceil(hours)}}}' (or set it in your overlay); "
+        f"to see the plan first: python -m robust_transfer.plan {' '.join(targets) or '<target>'}; "
+        "or build a smaller target."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m robust_transfer.plan", description=__doc__.split("\n\n")[0])
     p.add_argument("targets", nargs="*", default=["all"], help="figures/fig5c.pdf, figures/table7.md, all, ...")
     p.add_argument("--configfile", nargs="+", type=Path, default=[], help="overlays merged into config.yaml")
     p.add_argument("--config", type=Path, default=Path("config.yaml"), help="the base config (config.yaml)")
+    p.add_argument("--workflow-profile", help="a workflow profile whose overlays apply (demo: config.demo.yaml)")
     p.add_argument("--costs", type=Path, default=COSTS, help="cost-model constants (benchmarks/costs.yaml)")
     p.add_argument("--device", help="an entry of the costs file (default: its `default`)")
     p.add_argument("--budget", type=float, help="device hours to fit in: prints the speed-up that needs")
     a = p.parse_args(argv)
-    config = load_config(a.config, a.configfile)
+    config = load_config(a.config, a.configfile, a.workflow_profile)
     costs = load_costs(a.costs)
-    device = device_entry(costs, a.device)
+    device = device_entry(costs, a.device) if a.device else device_for(config, costs)
     plan = make_plan(config, expand(config, a.targets), device)
     print(report(config, a.targets, plan, device, costs, a.budget))
 

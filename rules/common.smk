@@ -1,13 +1,62 @@
+import copy
 import os
 import re
+import sys
 from pathlib import Path
 
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
-from robust_transfer import grid
+from robust_transfer import configs, grid
 from robust_transfer.data import LOADERS, SUBSET_RULES
 
-validate(config, "../schemas/config.schema.yaml")
+SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+
+
+def compose_config():
+    """config.yaml, then the workflow profile's overlays, then --configfile, then --config
+    (robust_transfer.configs): Snakemake itself drops a profile's `configfile:` as soon as the
+    command line names one, which silently swaps the demo for the paper's grid. Cluster jobs get
+    the whole list back as their --configfiles."""
+    settings = workflow.config_settings
+    profile = configs.workflow_profile(sys.argv, workflow.basedir)
+    overlays = configs.profile_overlays(profile)
+    missing = configs.missing_overlays(overlays, workflow.overwrite_configfiles)
+    if not missing or settings.replace_workflow_config:
+        return
+    given = [os.path.relpath(f) for f in workflow.overwrite_configfiles]
+    base = configs.missing_overlays(
+        workflow.configfiles, given
+    )  # the Snakefile's config.yaml
+    composed = {}
+    for path in [*base, *missing]:
+        configs.merge(composed, yaml.safe_load(Path(path).read_text()) or {})
+    configs.merge(composed, copy.deepcopy(dict(settings.overwrite_config)))
+    config.clear()
+    config.update(composed)
+    settings.configfiles = [Path(p) for p in missing] + list(
+        workflow.overwrite_configfiles
+    )
+    logger.info(
+        f"config: {' + '.join([*base, *missing, *given])}"
+        f" ({', '.join(missing)} from the workflow profile {profile.parent})"
+    )
+
+
+def check_schema(config):
+    """Text from --config typed as the schema wants; then one short line per problem."""
+    schema = configs.load_schema(SCHEMA)
+    configs.coerce(config, schema)
+    problems = configs.problems(config, schema)
+    if problems:
+        raise WorkflowError(configs.error_text(problems, "schemas/config.schema.yaml"))
+    validate(config, str(SCHEMA))  # fills the schema's defaults
+
+
+compose_config()
+check_schema(config)
 
 # Package modules are inputs of the jobs whose numbers or looks they make: editing one reruns
 # those jobs (and only those). Snakemake tracks `script:` files itself, not what they import.
@@ -105,6 +154,54 @@ def report_labels(wildcards, input):
 
     summary = pd.read_csv(input.summary, dtype={"size": str})
     return {"id": wildcards.fig, **stats.counts(summary)}
+
+
+# ---- cost before work, then progress (Snakefile `onstart`: after the DAG is built, before the
+# first job; never in dry runs or inside cluster jobs)
+
+
+def planned_runs():
+    """The fine-tuning runs this invocation will train, and how many sources it pretrains."""
+    runs, pretrain = [], 0
+    for job in workflow.dag.needrun_jobs():
+        if job.rule.name == "finetune":
+            w = job.wildcards
+            runs.append(grid.Run(w.dataset, w.source, int(w.k), w.size, int(w.seed)))
+        pretrain += job.rule.name == "pretrain_source"
+    return runs, pretrain
+
+
+def before_work():
+    """Print what this invocation will train and stop above cost.max_device_hours; then watch
+    the grid's progress on a terminal."""
+    from robust_transfer import plan, progress
+
+    if "code" in map(str, workflow.rerun_triggers):
+        logger.warning(
+            "rerun trigger 'code' is on (no profile of this workflow in use?): a touch, git "
+            "checkout or cp -r of a script replans every finished job of its rule; the profiles "
+            "use --rerun-triggers mtime params input software-env (README, 'Safe by default')."
+        )
+    runs, pretrain = planned_runs()
+    if not runs:
+        return
+    costs = plan.load_costs()
+    device = plan.device_for(config, costs)
+    text, hours = plan.summary(config, runs, device, costs)
+    extra = f"; and {pretrain} source pretraining jobs" if pretrain else ""
+    logger.info(f"Cost of this invocation{extra}:\n{text}")
+    targets = [
+        *map(str, workflow.dag.targetfiles),
+        *(r.name for r in workflow.dag.targetrules),
+    ]
+    stop = plan.gate(hours, config["cost"]["max_device_hours"], targets)
+    if stop:
+        raise WorkflowError(stop)
+    if sys.stderr.isatty():
+        planned = {
+            f"{r.path}.json": plan.run_seconds_of(config, r, device) for r in runs
+        }
+        progress.Watch(planned, sys.stderr).start()
 
 
 # ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: an

@@ -1,0 +1,63 @@
+"""Grid progress on a terminal: runs done and the time left while Snakemake works; nothing when
+the output is not a terminal. A real rebuild of two demo runs, once on a pseudo-terminal, once
+through pipes."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+
+from conftest import SNAKEMAKE, clone_results
+
+from robust_transfer import grid, progress
+
+RUNS = [grid.Run("digits", "natural", 3, "20", s) for s in (20000000, 20100000)]
+
+
+def rebuild(root, terminal: bool) -> str:
+    for run in RUNS:
+        for ext in (".csv", ".json"):
+            (root / f"{run.path}{ext}").unlink()
+    cmd = [*SNAKEMAKE, "--workflow-profile", "profiles/demo", *(f"{r.path}.json" for r in RUNS)]
+    if not terminal:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=root, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed: Snakemake has exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait() == 0, b"".join(chunks)[-3000:]
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_terminal_shows_grid_progress_and_a_pipe_does_not(demo, tmp_path):
+    root = clone_results(demo, tmp_path / "progress")
+    shown = rebuild(root, terminal=True)
+    lines = re.findall(r"\[grid\] (\d+)/(\d+) fine-tuning runs done \(\d+ %\), \S+ elapsed, (.*)", shown)
+    assert lines, shown[-3000:]
+    assert lines[0][:2] == ("0", "2") and "known after the first run ends" in lines[0][2]
+    assert lines[-1][:2] == ("2", "2") and lines[-1][2].strip() == "about 0m00s left"
+    quiet = rebuild(root, terminal=False)
+    assert "[grid]" not in quiet
+    assert "Cost of this invocation" in quiet  # the summary is printed either way
+
+
+def test_time_left_scales_the_plan_by_the_runs_done():
+    planned = {"a": 10.0, "b": 10.0, "c": 20.0}
+    assert progress.time_left(planned, set(), 5.0) is None
+    assert progress.time_left(planned, {"a"}, 5.0) == 15.0  # 0.5 wall s per planned s, 30 left
+    assert progress.time_left(planned, {"a", "b", "c"}, 9.0) == 0.0
+    assert progress.clock(3725) == "1h02m" and progress.clock(65.4) == "1m05s"
+    assert progress.line(1, 4, 60, 180) == "[grid] 1/4 fine-tuning runs done (25 %), 1m00s elapsed, about 3m00s left"
