@@ -153,16 +153,19 @@ def make_plan(config: dict, runs: list[grid.Run], device: dict) -> Plan:
     return plan
 
 
-def disk(config: dict, plan: Plan, costs: dict) -> dict[str, float]:
+def disk(config: dict, plan: Plan, costs: dict, made: tuple[set, set] | None = None) -> dict[str, float]:
     """Bytes on disk: run files, prepared datasets (uint8 arrays at their stored size), canonical
-    source checkpoints. Resume states are transient (one per running job, removed at its end)."""
+    source checkpoints. Resume states are transient (one per running job, removed at its end).
+    made: the datasets and sources to be made (default: all the plan's; those that exist already
+    cost nothing more)."""
     d = costs["disk"]
+    datasets, sources = made or (plan.datasets, plan.sources)
     evals = sum(
         r.runs * len(grid.schedule(config["finetune"], size)["eval_epochs"]) for (_, size), r in plan.rows.items()
     )
     runs = plan.total.runs * (d["run_json_bytes"] + d["run_csv_header_bytes"]) + evals * d["run_csv_row_bytes"]
     data = 0.0
-    for name in plan.datasets:
+    for name in datasets:
         pixels = stored_pixels(config, name)
         sizes = [grid.train_size(config, name), grid.test_size(config, name)]
         if pixels is None or None in sizes:
@@ -171,7 +174,7 @@ def disk(config: dict, plan: Plan, costs: dict) -> dict[str, float]:
     return {
         "run files": runs,
         "prepared datasets": data,
-        "source checkpoints": len(plan.sources) * d["checkpoint_bytes"],
+        "source checkpoints": len(sources) * d["checkpoint_bytes"],
     }
 
 
@@ -269,12 +272,15 @@ def device_for(config: dict, costs: dict) -> dict:
     return device_entry(costs, name)
 
 
-def summary(config: dict, runs: list[grid.Run], device: dict, costs: dict) -> tuple[str, float]:
-    """A few lines on what `runs` cost (runs, images, device hours, disk), and the hours."""
+def summary(
+    config: dict, runs: list[grid.Run], device: dict, costs: dict, made: tuple[set, set] | None = None
+) -> tuple[str, float]:
+    """A few lines on what `runs` cost (runs, images, device hours, disk), and the hours. made:
+    the datasets and sources still to be made (see `disk`)."""
     plan = make_plan(config, runs, device)
     t = plan.total
     hours = t.seconds / 3600
-    parts = disk(config, plan, costs)
+    parts = disk(config, plan, costs, made)
     where = ", ".join(
         f"{d} {sum(r.runs for (ds, _), r in plan.rows.items() if ds == d)}" for d in sorted(plan.datasets)
     )

@@ -41,12 +41,13 @@ def time_left(planned: dict[str, float], finished: set[str], elapsed: float) -> 
 
 
 class Watch(threading.Thread):
-    """Prints grid progress to `stream` until every planned run exists or the process ends."""
+    """Reports grid progress through `emit` (Snakemake's logger: it keeps lines whole beside its
+    own) until every planned run exists or the process ends."""
 
-    def __init__(self, planned: dict[str, float], stream, every: float = 60.0, poll: float = 2.0):
+    def __init__(self, planned: dict[str, float], emit, every: float = 60.0, poll: float = 2.0):
         super().__init__(daemon=True, name="grid-progress")
         self.planned = planned  # a run's metadata file -> its planned device-seconds
-        self.stream = stream
+        self.emit = emit
         self.every = every
         self.poll = poll
         self.start_time = time.monotonic()
@@ -62,7 +63,7 @@ class Watch(threading.Thread):
             if len(finished) != shown or now - last >= self.every:
                 elapsed = now - self.start_time
                 left = time_left(self.planned, finished, elapsed)
-                print(line(len(finished), len(self.planned), elapsed, left), file=self.stream, flush=True)
+                self.emit(line(len(finished), len(self.planned), elapsed, left))
                 shown, last = len(finished), now
             if len(finished) == len(self.planned):
                 return

@@ -160,15 +160,19 @@ def report_labels(wildcards, input):
 # first job; never in dry runs or inside cluster jobs)
 
 
-def planned_runs():
-    """The fine-tuning runs this invocation will train, and how many sources it pretrains."""
-    runs, pretrain = [], 0
+def planned_jobs():
+    """What this invocation will make: its fine-tuning runs, and the datasets it prepares and
+    the sources it makes (pretrained, converted or drawn)."""
+    runs, datasets, sources = [], set(), {}
     for job in workflow.dag.needrun_jobs():
-        if job.rule.name == "finetune":
-            w = job.wildcards
+        w, name = job.wildcards, job.rule.name
+        if name == "finetune":
             runs.append(grid.Run(w.dataset, w.source, int(w.k), w.size, int(w.seed)))
-        pretrain += job.rule.name == "pretrain_source"
-    return runs, pretrain
+        elif name == "prepare":
+            datasets.add(w.dataset)
+        elif name in ("pretrain_source", "source", "random_source"):
+            sources[w.source] = name
+    return runs, datasets, sources
 
 
 def before_work():
@@ -182,12 +186,13 @@ def before_work():
             "checkout or cp -r of a script replans every finished job of its rule; the profiles "
             "use --rerun-triggers mtime params input software-env (README, 'Safe by default')."
         )
-    runs, pretrain = planned_runs()
+    runs, datasets, sources = planned_jobs()
     if not runs:
         return
     costs = plan.load_costs()
     device = plan.device_for(config, costs)
-    text, hours = plan.summary(config, runs, device, costs)
+    text, hours = plan.summary(config, runs, device, costs, (datasets, set(sources)))
+    pretrain = sum(kind == "pretrain_source" for kind in sources.values())
     extra = f"; and {pretrain} source pretraining jobs" if pretrain else ""
     logger.info(f"Cost of this invocation{extra}:\n{text}")
     targets = [
@@ -201,7 +206,7 @@ def before_work():
         planned = {
             f"{r.path}.json": plan.run_seconds_of(config, r, device) for r in runs
         }
-        progress.Watch(planned, sys.stderr).start()
+        progress.Watch(planned, logger.info).start()
 
 
 # ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: an

@@ -40,7 +40,8 @@ def test_the_demo_prints_its_cost_first(demo):
     costs = plan.load_costs()
     device = plan.device_for(config, costs)
     assert device["name"] == "cpu"
-    text, _ = plan.summary(config, grid.all_runs(config), device, costs)
+    made = set(config["datasets"]), {"natural", "l2_3", "linf_4", "linf_8"}  # all prepared, pretrained here
+    text, _ = plan.summary(config, grid.all_runs(config), device, costs, made)
     assert "Cost of this invocation; and 4 source pretraining jobs:\n" + text in out
     assert out.index("Cost of this invocation") < out.index("rule ")
 
