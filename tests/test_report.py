@@ -44,7 +44,9 @@ def results(report: Path) -> dict:
     return json.loads(found.group(1))
 
 
-def chromium() -> str:
+@pytest.fixture(scope="module")
+def browser() -> str:
+    """Chromium's executable, looked for before the report is made."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
@@ -63,14 +65,14 @@ window.addEventListener("load", () => steps.forEach((step, i) => setTimeout(step
 </script>"""
 
 
-def browse(report: Path, category: str, fig: str | None, out: Path, what: str) -> Path:
+def browse(browser: str, report: Path, category: str, fig: str | None, out: Path, what: str) -> Path:
     """The report in headless Chromium after clicking to `category` (and to `fig`'s view):
     `what` = "screenshot" (a PNG) or "dump-dom" (the rendered page)."""
     head, body, tail = report.read_text().rpartition("</body>")
     page = out.with_suffix(".html")
     page.write_text(head + CLICKS % {"category": json.dumps(category), "id": json.dumps(fig)} + body + tail)
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
         cmd += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
         cmd += [f"--user-data-dir={profile}", "--virtual-time-budget=5000", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
         cmd += [f"--screenshot={out}"] if what == "screenshot" else ["--dump-dom"]
@@ -82,25 +84,27 @@ def browse(report: Path, category: str, fig: str | None, out: Path, what: str) -
 
 
 @pytest.mark.parametrize("fig", ["fig2a", "fig2b"])
-def test_each_figure_shows_as_a_drawn_image_in_chromium(report, fig, tmp_path):
+def test_each_figure_shows_as_a_drawn_image_in_chromium(browser, report, fig, tmp_path):
     """Clicking a figure's eye button (and closing the menu) shows its drawing: the screenshot is
     the figure's white page with its ink (axes, lines, text), not the empty pane a PDF leaves in
     headless Chromium."""
-    shot = (plt.imread(browse(report, "Figures", fig, tmp_path / f"{fig}.png", "screenshot"))[..., :3] * 255).round()
+    shot = (
+        plt.imread(browse(browser, report, "Figures", fig, tmp_path / f"{fig}.png", "screenshot"))[..., :3] * 255
+    ).round()
     assert shot.shape[:2] == (WINDOW[1], WINDOW[0])
     colours, counts = np.unique(shot.reshape(-1, 3), axis=0, return_counts=True)
     background = colours[counts.argmax()]
     ink = (np.abs(shot - background).max(axis=-1) > 64).mean()  # lines, markers, text
     print(f"{fig}: background {background.astype(int).tolist()}, ink {100 * ink:.2f} % of the window")
     assert background.min() >= 240 and ink > 0.01, f"{fig}: the report shows an empty pane ({background}, {ink:.4f})"
-    page = browse(report, "Figures", fig, tmp_path / f"{fig}.dom", "dump-dom").read_text()
+    page = browse(browser, report, "Figures", fig, tmp_path / f"{fig}.dom", "dump-dom").read_text()
     shown = re.findall(r'<img src="(data:[^;"]+)', page.split("</nav>")[-1])
     assert shown == ["data:image/png"], shown
 
 
-def test_figure_rows_show_their_counts_including_zero(report, tmp_path):
+def test_figure_rows_show_their_counts_including_zero(browser, report, tmp_path):
     """The Figures page lists each figure with its counts; a count of 0 reads 0, never blank."""
-    page = browse(report, "Figures", None, tmp_path / "figures.dom", "dump-dom").read_text()
+    page = browse(browser, report, "Figures", None, tmp_path / "figures.dom", "dump-dom").read_text()
     heads = [re.sub(r"<[^>]+>", "", h).strip().lower() for h in re.findall(r"<th[^>]*>(.*?)</th>", page)]
     rows = {
         cells[0]: dict(zip(heads, cells))
