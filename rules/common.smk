@@ -99,7 +99,8 @@ def figure_spec(wildcards):
 def figure_caption(wildcards):
     """The readable names in a figure's report caption (report/*.rst): its title filled in, its
     datasets, sources and delta by their display names in the active config (the demo's too).
-    Drawn from figure_spec alone: it reruns nothing that editing the figure would not.
+    From figure_spec and the top-level labels (in that spec already): it reruns nothing that
+    editing the figure would not.
     """
     return names.caption(grid.figure_spec(config, wildcards.fig), config.get("labels"))
 
