@@ -186,7 +186,9 @@ def test_no_figure_restates_a_top_level_name(overlays):
             assert names.plain(value) != top.get(key), f"figures.{fig}.labels.{key} restates labels.{key}"
 
 
-@pytest.mark.parametrize(("overlays", "robust"), [((), "‖δ‖₂ ≤ 3"), (("config.demo.yaml",), "‖δ‖₂ ≤ 0.5")])
+@pytest.mark.parametrize(
+    ("overlays", "robust"), [((), "‖δ‖₂ ≤ 3"), (("config.demo.yaml",), "‖δ‖₂ ≤ 0.5")], ids=["paper", "demo"]
+)
 def test_names_follow_the_active_config(overlays, robust, tmp_path):
     """Table 7's column, Fig 2b's title and the report's captions name the L2 source as the
     active config does (the paper's radius 3, the demo's 0.5), with placeholders filled."""
