@@ -1,4 +1,4 @@
-"""Figures (PDF) and tables (CSV + Markdown) from a figure's summary table."""
+"""Figures (PDF, and PNG for browsers) and tables (CSV + Markdown) from a figure's summary table."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from .grid import FULL, size_key  # noqa: E402
-from .stats import DELTA, is_delta  # noqa: E402
+from .names import name as _name  # noqa: E402
+from .names import plain, title  # noqa: E402
+from .names import size as shown_size  # noqa: E402
+from .stats import is_delta  # noqa: E402
 
 # Line formats (matplotlib fmt strings) cycled when a figure names none in `styles`.
 STYLES = ["o-", "s--", "^:", "D-.", "v-"]
@@ -101,41 +104,15 @@ def _shade(color, i: int, n: int):
     return tuple(c + (1 - c) * w for c in rgb)
 
 
-def _name(spec, value, by: str = "source") -> str:
-    """Display name of a dataset, source or k (by="k": "k=3", unless labelled); a delta
-    'a - b' is named part by part."""
-    if is_delta(value):
-        return DELTA.join(_name(spec, v, by) for v in str(value).split(DELTA))
-    key = f"k={value}" if by == "k" else str(value)
-    return str(spec.get("labels", {}).get(key, key))
+PNG_DPI = 200  # the PNG beside each PDF (browsers, the HTML report): sharp at twice screen size
 
 
-class _Names(dict):
-    """Title placeholders: {dataset} and {size} (a figure's only one), or any source, dataset or
-    k=K by its display name."""
-
-    def __init__(self, spec):
-        super().__init__()
-        self.spec = spec
-
-    def __missing__(self, key):
-        if key in ("dataset", "size"):
-            values = self.spec[key + "s"]
-            if key == "size":
-                return ", ".join(v if v == FULL else f"{int(v):,}" for v in values)
-            return ", ".join(_name(self.spec, v) for v in values)
-        return _name(self.spec, key)
-
-
-def title(spec) -> str:
-    """The figure's title with its placeholders filled in, and the config's title tag."""
-    text = spec.get("title", "").format_map(_Names(spec))
-    return f"{text} {spec['title_tag']}" if spec.get("title_tag") else text
-
-
-def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None) -> None:
+def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None, png=None) -> None:
+    """The figure as `out` (PDF), and the same drawing as `png` when given."""
     fig = draw(summary, spec, reference)
     fig.savefig(out)
+    if png is not None:
+        fig.savefig(png, dpi=PNG_DPI)
     plt.close(fig)
 
 
@@ -246,9 +223,10 @@ def markdown(wide: pd.DataFrame, spec: dict, counts: dict[str, pd.DataFrame] | N
         cells[c] = [("" if pd.isna(v) else f"**{v:.2f}**" if b else f"{v:.2f}") for v, b in zip(wide[c], bold)]
         if counts is not None:
             cells[c] = [text + _marks(counts, c, i) if text else text for i, text in enumerate(cells[c])]
-    cells["dataset"] = wide["dataset"].map(lambda d: _name(spec, d))
-    cells["n"] = wide["n"].map(lambda n: str(n) if str(n) == FULL else f"{int(n):,}")
-    cells = cells.rename(columns={c: _name(spec, c, spec.get("columns", "source")) for c in wide.columns[2:]})
+    cells["dataset"] = wide["dataset"].map(lambda d: plain(_name(spec, d)))
+    cells["n"] = wide["n"].map(shown_size)
+    by = spec.get("columns", "source")
+    cells = cells.rename(columns={c: plain(_name(spec, c, by)) for c in wide.columns[2:]})
     if spec.get("transpose"):  # one column per dataset (and n, where a dataset has several)
         names = cells["dataset"] if cells["n"].nunique() == 1 else cells["dataset"] + ", n=" + cells["n"]
         cells = cells.drop(columns=["dataset", "n"]).set_axis(names).T.rename_axis("model").reset_index()
@@ -273,7 +251,7 @@ def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
     out["seeds"] = counts["expected"][wide.columns[2:]].max(axis=1)
     out.to_csv(csv_out, index=False, float_format="%.2f")
     with open(md_out, "w") as f:
-        heading = title(spec)
+        heading = plain(title(spec))
         f.write((f"{heading}\n\n" if heading else "") + markdown(wide, spec, counts) + "\n")
         f.write("".join(f"\n{line}\n" for line in notes(summary, spec)))
 

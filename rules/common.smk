@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from robust_transfer import configs, grid
+from robust_transfer import configs, grid, names
 from robust_transfer.data import LOADERS, SUBSET_RULES
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
@@ -63,7 +63,8 @@ check_schema(config)
 # Relative to the working directory: Snakemake's records of each job's inputs
 # (.snakemake/metadata, versioned by DVC: docs/dvc.md) then name the same files in every clone.
 PACKAGE = Path(os.path.relpath(Path(workflow.basedir) / "robust_transfer"))
-PLOTS_CODE = str(PACKAGE / "plots.py")
+# figures and tables, and their display names
+PLOTS_CODE = [str(PACKAGE / "plots.py"), str(PACKAGE / "names.py")]
 STATS_CODE = str(PACKAGE / "stats.py")
 PUBLISHED_CODE = str(PACKAGE / "published.py")
 METRICS_CODE = str(PACKAGE / "metrics.py")
@@ -144,16 +145,29 @@ def figure_spec(wildcards):
     return grid.figure_spec(config, wildcards.fig)
 
 
+def figure_caption(wildcards):
+    """The readable names in a figure's report caption (report/*.rst): its title filled in, its
+    datasets, sources and delta by their display names in the active config (the demo's too).
+    From figure_spec and the top-level labels (in that spec already): it reruns nothing that
+    editing the figure would not.
+    """
+    return names.caption(grid.figure_spec(config, wildcards.fig), config.get("labels"))
+
+
 def report_labels(wildcards, input):
     """What `snakemake --report` shows beside a figure or table, read from its summary when the
     report is made (never at run time): its runs, the seeds per point, the collapsed runs.
+    As text: the report leaves a numeric 0 blank.
     """
     import pandas as pd
 
     from robust_transfer import stats
 
     summary = pd.read_csv(input.summary, dtype={"size": str})
-    return {"id": wildcards.fig, **stats.counts(summary)}
+    return {
+        "id": wildcards.fig,
+        **{k: str(v) for k, v in stats.counts(summary).items()},
+    }
 
 
 # ---- cost before work, then progress (Snakefile `onstart`: after the DAG is built, before the

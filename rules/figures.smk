@@ -3,8 +3,10 @@ rule figure:
         summary="results/figures/{fig}/summary.csv",
         code=PLOTS_CODE,
     output:
-        pdf=report(
-            "figures/{fig}.pdf",
+        pdf="figures/{fig}.pdf",
+        # the same drawing for browsers: the report shows it (a PDF shows as an empty pane there)
+        png=report(
+            "figures/{fig}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels=report_labels,
@@ -20,6 +22,7 @@ rule figure:
         "../envs/workflow.yaml"
     params:
         spec=figure_spec,
+        caption=figure_caption,
     script:
         "../scripts/figure.py"
 
@@ -46,5 +49,6 @@ rule table:
         "../envs/workflow.yaml"
     params:
         spec=figure_spec,
+        caption=figure_caption,
     script:
         "../scripts/table.py"

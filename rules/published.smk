@@ -51,6 +51,7 @@ use rule figure as published_figure with:
         code=PLOTS_CODE,
     output:
         pdf="figures/published/{fig}.pdf",
+        png="figures/published/{fig}.png",
     log:
         "logs/published_figure/{fig}.log",
 
@@ -74,5 +75,6 @@ use rule figure as compare with:
     output:
         table="figures/compare/{fig}.csv",
         pdf="figures/compare/{fig}.pdf",
+        png="figures/compare/{fig}.png",
     log:
         "logs/compare/{fig}.log",

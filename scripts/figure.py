@@ -1,4 +1,4 @@
-"""Snakemake entry point: draw one figure from its summary table; with the authors' summary
+"""Snakemake entry point: draw one figure (PDF and PNG) from its summary table; with the authors' summary
 (`theirs`, rule compare), ours next to theirs in a table and both in one figure."""
 
 import pandas as pd
@@ -12,4 +12,4 @@ theirs = None
 if "theirs" in snakemake.input.keys():
     theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str})
     stats.compare(summary, theirs).to_csv(snakemake.output.table, index=False, float_format="%.3f")
-plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs)
+plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs, png=snakemake.output.png)

@@ -7,10 +7,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, load_config
 from matplotlib.colors import to_rgb
 
-from robust_transfer import grid, plots
+from robust_transfer import grid, names, plots, stats
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SIZES = ["100", "200", "400", "full"]
@@ -166,3 +166,50 @@ def test_tables_count_collapsed_and_missing_runs_per_cell(tmp_path):
     assert (
         csv.loc["100", "natural collapsed"] == 1 and csv.loc["200", "l2_3 runs"] == 9 and csv.loc["100", "seeds"] == 10
     )
+
+
+def test_mathtext_names_become_the_papers_unicode_in_tables_and_the_report():
+    assert names.plain(CONFIG["labels"]["l2_3"]) == "‖δ‖₂ ≤ 3"
+    assert names.plain(CONFIG["labels"]["linf_4"]) == "‖δ‖∞ ≤ 4/255"
+    assert names.plain("CIFAR-10") == "CIFAR-10" and names.DELTA == stats.DELTA
+
+
+@pytest.mark.parametrize("overlays", [(), ("config.demo.yaml",)], ids=["paper", "demo"])
+def test_no_figure_restates_a_top_level_name(overlays):
+    """A figure's own labels are for roles (robust, Natural): restating a top-level name there
+    would keep the paper's name when an overlay renames the source (the demo's Table 7 once
+    called its L2 0.5 source "‖δ‖₂ ≤ 3")."""
+    config = load_config(*overlays)
+    top = {key: names.plain(value) for key, value in config["labels"].items()}
+    for fig, spec in config["figures"].items():
+        for key, value in (spec.get("labels") or {}).items():
+            assert names.plain(value) != top.get(key), f"figures.{fig}.labels.{key} restates labels.{key}"
+
+
+@pytest.mark.parametrize(
+    ("overlays", "robust"), [((), "‖δ‖₂ ≤ 3"), (("config.demo.yaml",), "‖δ‖₂ ≤ 0.5")], ids=["paper", "demo"]
+)
+def test_names_follow_the_active_config(overlays, robust, tmp_path):
+    """Table 7's column, Fig 2b's title and the report's captions name the L2 source as the
+    active config does (the paper's radius 3, the demo's 0.5), with placeholders filled."""
+    config = load_config(*overlays)
+    spec = grid.figure_spec(config, "table7")
+    table = summary([("svhn", s, 3, [20, 30, 40, 50]) for s in ("natural", "l2_3")])
+    plots.write_table(table, spec, tmp_path / "t.csv", tmp_path / "t.md")
+    assert f"| {robust} " in (tmp_path / "t.md").read_text()
+    fig2b = names.caption(grid.figure_spec(config, "fig2b"), config["labels"])
+    assert fig2b["title"].startswith(f"Fig 2b: {robust} - natural, k=3") and fig2b["delta"] == f"{robust} - natural"
+    fig3a = names.caption(grid.figure_spec(config, "fig3a"), config["labels"])
+    assert fig3a["sources"] == f"robust ({robust}), natural"  # the figure's role, and which source
+    for fig in grid.in_all(config):
+        text = " ".join(names.caption(grid.figure_spec(config, fig), config["labels"]).values())
+        assert not set("{}$\\") & set(text), (fig, text)
+
+
+def test_a_figure_is_written_as_pdf_and_png_of_the_same_drawing(tmp_path):
+    spec = grid.figure_spec(CONFIG, "fig5c")
+    table = summary([(d, "linf_4 - linf_8", 1, [1, 2, 3, 4]) for d in spec["datasets"]])
+    plots.plot_figure(table, spec, tmp_path / "f.pdf", png=tmp_path / "f.png")
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+    image = plt.imread(tmp_path / "f.png")
+    assert image.shape[1] == 3.6 * plots.PNG_DPI and image[..., :3].std() > 0.05  # drawn, not blank
