@@ -1,11 +1,12 @@
 """DVC versions what Snakemake builds (docs/dvc.md), round trip on the README's demo: the finished
-demo is adopted by `dvc repro` (no training), pushed to a local directory remote, and a fresh
-clone that runs `dvc pull` has every figure and plans nothing: no DVC stage, no Snakemake job (no
-fine-tuning run in particular), although its inputs are newer than the runs made from them.
-Offline; reuses the session's demo instead of running it again."""
+demo has DVC's metrics and plots, is adopted by `dvc repro` (no training), pushed to a local
+directory remote, and a fresh clone that runs `dvc pull` has every figure and plans nothing: no
+DVC stage, no Snakemake job (no fine-tuning run in particular), although its inputs are newer
+than the runs made from them. Offline; reuses the session's demo instead of running it again."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,39 @@ def files(root: Path, *dirs: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in paths}
 
 
+def numbers(metrics_json: str) -> dict[str, dict]:
+    """`dvc metrics show --json` of the workspace: metrics file -> its numbers; a file DVC could
+    not read fails here, with DVC's error."""
+    files = json.loads(metrics_json)[""]["data"]
+    errors = {path: entry["error"] for path, entry in files.items() if "error" in entry}
+    assert not errors, errors
+    return {path: entry["data"] for path, entry in files.items()}
+
+
+def expected_numbers(root: Path) -> dict[str, dict]:
+    """What `dvc metrics show` must print: every figure of the demo's `all` with its headline
+    numbers as figure_metrics wrote them (DVC leaves out a line without a value, null)."""
+    out = {}
+    for fig in grid.in_all(merged_config(root)):
+        written = json.loads((root / "results" / "metrics" / f"{fig}.json").read_text())
+        out[f"results/metrics/{fig}.json"] = {line: v for line, v in written.items() if v is not None}
+    return out
+
+
+@dataclass
+class Trip:
+    origin: Path  # the finished demo in a git repository, adopted by `dvc repro` and pushed
+    clone: Path  # a fresh `git clone` of it, then `dvc pull`
+    env: dict
+    demo_metrics: str  # `dvc metrics show` right after the demo, before DVC ran anything
+    demo_json: str  # `dvc metrics show --json` likewise
+    demo_plots: str  # `dvc plots show` likewise
+    adopted: str  # the output of `dvc repro` adopting the demo
+    before_pull: str  # `dvc status` in the clone before `dvc pull`
+
+
 @pytest.fixture(scope="module")
-def trip(demo, tmp_path_factory):
+def trip(demo, tmp_path_factory) -> Trip:
     """origin: the finished demo in a git repository, adopted by `dvc repro` with the documented
     switch (params.yaml: profile: demo) and pushed; clone: a fresh `git clone` + `dvc pull`."""
     tmp = tmp_path_factory.mktemp("dvc")
@@ -102,6 +135,9 @@ def trip(demo, tmp_path_factory):
     git(origin, "init", "-q", "-b", "main", env=env)
     git(origin, "add", "-A", env=env)
     git(origin, "commit", "-qm", "workflow", env=env)
+    demo_metrics = dvc(origin, "metrics", "show", env=env)
+    demo_json = dvc(origin, "metrics", "show", "--json", env=env)
+    demo_plots = dvc(origin, "plots", "show", "-o", str(tmp / "demo-plots"), env=env)
 
     adopted = dvc(origin, "repro", env=env)
     git(origin, "add", "-A", env=env)
@@ -112,6 +148,7 @@ def trip(demo, tmp_path_factory):
 
     clone = tmp / "clone"
     git(tmp, "clone", "-q", str(origin), str(clone), env=env)
+    before_pull = dvc(clone, "status", env=env)
     dvc(clone, "pull", env=env)
     # `dvc pull` writes files in no particular order; make it the worst one for Snakemake's time
     # comparison: every prepared dataset, source and subset newer than every run made from it.
@@ -120,16 +157,25 @@ def trip(demo, tmp_path_factory):
             os.utime(path)
     seconds = time.time() - start
     print(f"dvc round trip (adopt, push, clone, pull): {seconds:.0f} s")
-    return origin, clone, adopted, env
+    return Trip(origin, clone, env, demo_metrics, demo_json, demo_plots, adopted, before_pull)
+
+
+@pytest.mark.slow
+def test_the_demo_has_dvc_metrics_and_plots(trip):
+    """`dvc metrics show` and `dvc plots show` right after the README's demo, before any DVC
+    command: the demo builds every figure's headline numbers and lines."""
+    assert "failed to load" not in trip.demo_metrics, trip.demo_metrics
+    assert "failed to load" not in trip.demo_plots, trip.demo_plots
+    assert numbers(trip.demo_json) == expected_numbers(trip.origin)
 
 
 @pytest.mark.slow
 def test_adopting_the_finished_demo_trains_nothing(trip):
-    """Every stage runs its Snakemake target; the demo already built everything but the
-    figures' metrics and plot tables."""
-    origin, _, adopted, _ = trip
+    """Every stage runs its Snakemake target and finds every job done: the demo built everything
+    the stages version, the figures' metrics and plot tables too."""
+    origin, adopted = trip.origin, trip.adopted
     assert [s for s in STAGES if f"Running stage '{s}'" in adopted] == STAGES
-    assert ran_rules(adopted) <= {"figure_metrics", "figures"}, ran_rules(adopted)
+    assert ran_rules(adopted) <= {"figures"}, ran_rules(adopted)
     lock = yaml.safe_load((origin / "dvc.lock").read_text())
     assert lock["stages"]["runs"]["cmd"] == "snakemake --workflow-profile profiles/demo runs"
     demo = yaml.safe_load((origin / "config.demo.yaml").read_text())
@@ -140,9 +186,23 @@ def test_adopting_the_finished_demo_trains_nothing(trip):
 
 
 @pytest.mark.slow
+def test_clone_before_pull_misses_only_data(trip):
+    """A fresh clone's `dvc status` before `dvc pull`: every output is "not in cache" and the data
+    between stages "deleted" (nothing pulled yet), while the code and params equal those the
+    results were made with (nothing "modified" or "new")."""
+    status = trip.before_pull
+    changes = re.findall(r"^\t\t(\S.*?): +(\S+)$", status, flags=re.MULTILINE)
+    outs = {"results/data", "results/runs", "figures", "results/metrics", ".snakemake/metadata"}
+    assert outs <= {path for kind, path in changes if kind == "not in cache"}, status
+    assert {path for kind, path in changes if kind == "deleted"} == {"results/data", "results/sources", "results/runs"}
+    assert {kind for kind, _ in changes} == {"not in cache", "deleted"}, status
+
+
+@pytest.mark.slow
 def test_clone_is_up_to_date_for_dvc(trip):
-    _, clone, _, env = trip
-    assert "Data and pipelines are up to date" in dvc(clone, "status", env=env)
+    clone, env = trip.clone, trip.env
+    status = dvc(clone, "status", env=env)
+    assert status.strip() == "Data and pipelines are up to date.", status
     dry = dvc(clone, "repro", "--dry", env=env)
     assert "Running stage" not in dry and all(f"Stage '{s}' didn't change" in dry for s in STAGES), dry
 
@@ -152,7 +212,7 @@ def test_clone_plans_no_snakemake_job(trip):
     """Pulled files have new, unordered times (here: inputs newer than outputs); Snakemake's
     pulled records hold the checksums of every input, so newer but unchanged inputs are no
     reason to rerun anything."""
-    _, clone, _, env = trip
+    clone, env = trip.clone, trip.env
     for targets in ((), ("figures",)):
         out = snakemake_dry(clone, *targets, env=env)
         assert "finetune" not in job_counts(out), out
@@ -161,7 +221,7 @@ def test_clone_plans_no_snakemake_job(trip):
 
 @pytest.mark.slow
 def test_clone_has_every_figure_and_result(trip):
-    origin, clone, _, _ = trip
+    origin, clone = trip.origin, trip.clone
     dirs = ("figures", "results/metrics", "results/plots", "results/figures", "results/runs")
     ours, theirs = files(origin, *dirs), files(clone, *dirs)
     assert sorted(theirs) == sorted(ours) and any(name.endswith(".pdf") for name in ours)
@@ -171,11 +231,17 @@ def test_clone_has_every_figure_and_result(trip):
 
 @pytest.mark.slow
 def test_metrics_and_plots(trip, tmp_path):
-    _, clone, _, env = trip
-    metrics = dvc(clone, "metrics", "show", "--json", env=env)
-    for fig in ("fig2a", "fig2b", "table7"):
-        assert f"results/metrics/{fig}.json" in metrics
-    assert '"l2_3 - natural"' in metrics
+    """In the pulled clone: `dvc metrics show` prints every figure's numbers, `dvc plots show`
+    draws every figure's lines."""
+    clone, env = trip.clone, trip.env
+    table = dvc(clone, "metrics", "show", env=env)
+    assert "failed to load" not in table, table
+    got = numbers(dvc(clone, "metrics", "show", "--json", env=env))
+    assert got == expected_numbers(trip.origin)
+    fig2a, fig2b = got["results/metrics/fig2a.json"], got["results/metrics/fig2b.json"]
+    assert all(isinstance(v, float) for v in (fig2a["natural"], fig2a["l2_3"], fig2b["l2_3 - natural"]))
+    row = next(line for line in table.splitlines() if line.startswith("results/metrics/fig2a.json"))
+    assert {f"{fig2a['natural']:g}", f"{fig2a['l2_3']:g}"} <= set(row.split()), (row, fig2a)
     out = dvc(clone, "plots", "show", "-o", str(tmp_path / "plots"), env=env)
     assert "failed" not in out.lower(), out
     html = (tmp_path / "plots" / "index.html").read_text()
@@ -187,7 +253,7 @@ def test_a_config_change_in_the_clone_reruns_exactly_its_jobs(trip):
     """The clone has Snakemake's records of how its files were made: a new fine-tuning lr in the
     demo's overlay makes DVC's runs stage stale and Snakemake plans every run again; restored,
     nothing."""
-    _, clone, _, env = trip
+    clone, env = trip.clone, trip.env
     overlay = clone / "config.demo.yaml"
     text = overlay.read_text()
     try:
@@ -224,12 +290,17 @@ def test_stage_params_are_in_the_configs():
 
 
 def test_paper_pipeline_offline(tmp_path):
-    """The paper's pipeline, before any data: data -> runs -> figures, every stage to run."""
+    """The paper's pipeline, before any data and without dvc.lock: data -> runs -> figures, every
+    stage to run."""
     env = tool_env(tmp_path)
     root = copy_workflow(tmp_path / "paper")
     copy_dvc_files(root)
     git(root, "init", "-q", env=env)
     dot = dvc(root, "dag", "--dot", env=env)
     assert '"data" -> "runs"' in dot and '"runs" -> "figures"' in dot, dot
+    # No dvc.lock (the repository as published): DVC has no record of any run, so every stage
+    # is listed with its params "new" and its outputs "deleted" (docs/dvc.md).
     status = dvc(root, "status", env=env)
     assert all(f"{stage}:" in status for stage in STAGES), status
+    assert len(re.findall(r"^\t\tnew: +params\.yaml$", status, flags=re.MULTILINE)) == len(STAGES), status
+    assert re.search(r"^\t\tdeleted: +\.snakemake/metadata$", status, flags=re.MULTILINE), status

@@ -139,7 +139,7 @@ def test_editing_a_figures_look_reruns_only_its_drawing(demo_run, tmp_path):
 def test_editing_a_figures_statistics_reruns_its_aggregate_and_drawing(demo_run, tmp_path):
     root, _, _ = demo_run
     counts = _planned(root, tmp_path, lambda cfg: cfg["figures"]["fig2b"].update(metric="best"))
-    assert counts == {"aggregate": 1, "figure": 1, "all": 1}
+    assert counts == {"aggregate": 1, "figure": 1, "figure_metrics": 1, "all": 1}
 
 
 def test_editing_a_dataset_reruns_exactly_its_jobs(demo_run, tmp_path):
@@ -156,6 +156,7 @@ def test_editing_a_dataset_reruns_exactly_its_jobs(demo_run, tmp_path):
         "finetune": len(runs),
         "aggregate": 1,
         "table": 1,
+        "figure_metrics": 1,
         "collect": 1,
         "all": 1,
     }
