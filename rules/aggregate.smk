@@ -43,6 +43,7 @@ rule figure_metrics:
         plot="results/plots/{fig}.csv",
     log:
         "logs/figure_metrics/{fig}.log",
+    priority: 1
     localrule: True
     conda:
         "../envs/workflow.yaml"
