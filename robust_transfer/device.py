@@ -51,17 +51,17 @@ def no_gpu_message(want: str, section: str) -> str:
     asked = (
         f"{section}.device is cuda" if want == "cuda" else f"{section}.device is auto and {section}.allow_cpu is false"
     )
+    switch = f"{{allow_cpu: true{', device: auto' if want == 'cuda' else ''}}}"
     return (
         f"no GPU is visible to this job and {asked}, so it stops before loading anything. "
         f"Looked at: torch.cuda.is_available() is False; "
         f"CUDA_VISIBLE_DEVICES is {'unset' if visible is None else repr(visible)}; "
         f"torch {torch.__version__} is {build}. "
         "Fix: run it on a GPU node (a GPU job of your cluster, e.g. --workflow-profile profiles/slurm), "
-        f"or train on the CPU on purpose (a paper run takes hours to days there) with {section}.allow_cpu: true"
-        + (f" and {section}.device: auto" if want == "cuda" else "")
-        + f", in an overlay (--configfile mine.yaml) or as --config '{section}={{allow_cpu: true"
-        + (", device: auto" if want == "cuda" else "")
-        + "}'; changing allow_cpu reruns nothing."
+        f"or train on the CPU on purpose (a paper run takes hours to days there): set {section}: {switch} "
+        f"in an overlay merged into config.yaml, e.g. echo '{section}: {switch}' > cpu.yaml and "
+        "snakemake --configfile cpu.yaml (--config would pass true as a string); "
+        "changing allow_cpu reruns nothing."
     )
 
 

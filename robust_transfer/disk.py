@@ -26,6 +26,10 @@ FIX = (
     "Fix: make the folder writable (its permissions, `chattr -i`, a read-write mount) and free "
     "space there, or run the workflow from another working directory (snakemake --directory)."
 )
+FIX_SPACE = (
+    "Fix: free that much space on its file system, or run the workflow from a working directory "
+    "on another one (snakemake --directory)."
+)
 
 
 def _kind(err: OSError) -> str:
@@ -79,7 +83,7 @@ def check_space(needs: Iterable[tuple[Path | str, int]]) -> None:
             names = ", ".join(dict.fromkeys(str(f) for f, _ in entries))
             raise Unwritable(
                 f"not enough disk space for this job in {names}: {free / MB:.1f} MB free, "
-                f"{needed / MB:.1f} MB needed (its resume state and outputs). {FIX}"
+                f"{needed / MB:.1f} MB needed (its resume state and outputs). {FIX_SPACE}"
             )
 
 

@@ -40,10 +40,10 @@ def test_no_gpu_fails_unless_the_cpu_is_allowed_or_asked_for():
         "torch.cuda.is_available() is False",
         "CUDA_VISIBLE_DEVICES is ''",
         "run it on a GPU node",
-        "finetune.allow_cpu: true",
-        "--config 'finetune={allow_cpu: true}'",
+        "echo 'finetune: {allow_cpu: true}' > cpu.yaml",
+        "--configfile cpu.yaml",
     ):
         assert needle in auto, needle
     cuda = out["cuda True"]
-    assert "finetune.device is cuda" in cuda and "--config 'finetune={allow_cpu: true, device: auto}'" in cuda
-    assert "pretrain.allow_cpu: true" in out["pretrain"] and "finetune" not in out["pretrain"]
+    assert "finetune.device is cuda" in cuda and "finetune: {allow_cpu: true, device: auto}" in cuda
+    assert "pretrain: {allow_cpu: true}" in out["pretrain"] and "finetune" not in out["pretrain"]
