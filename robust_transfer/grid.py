@@ -25,8 +25,9 @@ SOURCE_KINDS = {
     "random_init": "a random initialisation, the from-scratch baseline (rule random_source)",
 }
 
-# Fine-tuning keys that say where a run executes, not what it computes.
-PLACEMENT = ("threads",)
+# Training keys that say where a job executes, not what it computes: never params, so changing
+# one reruns nothing (threads reach a job as its `threads:`, allow_cpu through the config).
+PLACEMENT = ("threads", "allow_cpu")
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,17 @@ def subset_rule(config: dict, source: str) -> str:
 def pretrain_settings(config: dict, source: str) -> dict:
     """Everything pretraining a source computes with: the `pretrain` section, overridden by the
     source's own `train` entry (dataset, seed, width, attack, and any `pretrain` key)."""
-    cfg = config["pretrain"]
-    out = {k: v for k, v in cfg.items() if k not in PLACEMENT}
-    return {**out, **config["sources"][source]["train"]}
+    merged = {**config["pretrain"], **config["sources"][source]["train"]}
+    return {k: v for k, v in merged.items() if k not in PLACEMENT}
+
+
+def allow_cpu(config: dict, source: str | None = None) -> bool:
+    """Whether a training job may run on the CPU when no GPU is visible (device auto): the
+    fine-tuning runs' finetune.allow_cpu, or pretraining `source`'s pretrain.allow_cpu (its
+    train entry may override it). Placement: the scripts read it here, it is no param."""
+    if source is None:
+        return bool(config["finetune"]["allow_cpu"])
+    return bool({**config["pretrain"], **config["sources"][source]["train"]}["allow_cpu"])
 
 
 def figure_selection(config: dict, fig: str) -> dict:

@@ -12,21 +12,38 @@ import numpy as np
 import torch
 import torchvision
 
-from . import __version__, checkpoints, data, device, files, grid, train
+from . import __version__, checkpoints, data, device, disk, files, grid, train
 from .models import prepare_for_transfer, resnet50
 
 
-def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, state: str | None = None) -> None:
+def run_job(
+    inputs,
+    outputs,
+    run: grid.Run,
+    settings: dict,
+    threads: int = 1,
+    state: str | None = None,
+    allow_cpu: bool = False,
+    log: str | None = None,
+) -> None:
     """inputs: train, test, subset, source; outputs: metrics (CSV, a row per logged epoch), meta
     (JSON). settings: grid.run_settings, the run's resolved `finetune` section. state: where the
-    run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun)."""
+    run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun).
+    allow_cpu: with device auto, train on the CPU when no GPU is visible (finetune.allow_cpu;
+    else the job fails at once). log: the job's log file.
+
+    Before anything is loaded: the device (device.pick) and every folder the job writes; before
+    training: room on disk for its resume state and outputs."""
     loading = time.perf_counter()
     device.setup(threads, settings["deterministic"])
+    dev = device.pick(settings["device"], allow_cpu, "finetune")
+    small = 100_000  # bytes: the CSV, the JSON, the log
+    writes = [(outputs.metrics, small), (outputs.meta, small), (log, small), (state, None)]
+    writes = [(Path(path).parent, size) for path, size in writes if path]
+    disk.check_folders(folder for folder, _ in writes)
     resume = train.Resume(Path(state), fingerprint(run, settings, inputs)) if state else None
     idx = np.load(inputs.subset)
     classes = int(data.load_labels(inputs.train).max()) + 1  # of the whole split: a subset may miss one
-    images, labels = data.load_split(inputs.train, rows=idx)  # the subset's images only
-    extents = data.load_extents(inputs.train, rows=idx)  # whole images of different sizes (train_crop: random)
     model, source_meta = checkpoints.load(inputs.source)
     if settings["init"] == "run":  # from scratch: a fresh init drawn with the run's seed (the authors)
         train.seed_everything(run.seed, "cpu")
@@ -34,8 +51,11 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
     else:
         torch.manual_seed(run.seed)  # the fc draw depends on the run's seed only
     prepare_for_transfer(model, classes, run.k, settings["head_std"])
-    dev = device.pick(settings["device"])
-    print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}")
+    disk.check_space([(folder, disk.state_bytes(model) if size is None else size) for folder, size in writes])
+    images, labels = data.load_split(inputs.train, rows=idx)  # the subset's images only
+    extents = data.load_extents(inputs.train, rows=idx)  # whole images of different sizes (train_crop: random)
+    where = " (no GPU visible; finetune.allow_cpu: true)" if dev.type == "cpu" and settings["device"] == "auto" else ""
+    print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}{where}")
 
     start = time.time()
     split = (images, labels) + (() if extents is None else (extents,))
@@ -53,7 +73,7 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
         epochs=settings["epochs"],
     )
     table = [{**row, **fields} for row in rows]
-    with open(outputs.metrics, "w", newline="") as f:  # csv, not pandas: one import less per job
+    with disk.writing(outputs.metrics, "run table"), open(outputs.metrics, "w", newline="") as f:  # csv: no pandas
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
@@ -74,7 +94,7 @@ def run_job(inputs, outputs, run: grid.Run, settings: dict, threads: int = 1, st
             "python": platform.python_version(),
         },
     }
-    with open(outputs.meta, "w") as f:
+    with disk.writing(outputs.meta, "run metadata"), open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
 
 

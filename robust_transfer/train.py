@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import augment, crop
+from .disk import writing
 from .models import Net
 
 # ---------------------------------------------------------------------------------------------
@@ -225,10 +226,11 @@ def save_state(loop: Loop, resume: Resume) -> None:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    resume.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = resume.path.with_name(resume.path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, resume.path)
+    with writing(tmp, "resume state"):  # a full or read-only folder: the path, not "file write failed"
+        resume.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, resume.path)
 
 
 def restore_state(loop: Loop, resume: Resume) -> bool:
@@ -299,6 +301,42 @@ def _epochs(loop: Loop, resume: Resume | None, progress) -> Iterator[int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Progress: one log line per epoch, from numbers the loop has on the host anyway (no extra sync)
+
+
+def clock_text(seconds: float) -> str:
+    """h:mm:ss.s (tenths: a demo's epochs take a fraction of a second)."""
+    tenths = int(round(seconds * 10))
+    s, t = divmod(tenths, 10)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}.{t}"
+
+
+def epoch_line(loop: Loop, acc: float, loss: float, seconds: float, left: float) -> str:
+    """epoch/total, the epoch's train loss and accuracy, training images per second (this
+    epoch), elapsed time of the run (earlier attempts included) and the estimated time left."""
+    rate = len(loop.train[1]) / seconds if seconds > 0 else float("inf")
+    return (
+        f"epoch {loop.epoch}/{loop.cfg['epochs']}: train_loss={loss:.4f} train_acc={acc:.2f} "
+        f"images/s={rate:.1f} elapsed={clock_text(loop.elapsed())} left={clock_text(left)}"
+    )
+
+
+def time_left(loop: Loop, clock: dict, trained: int, evaluated: int) -> float:
+    """Seconds left in a run: the epochs still to train at this attempt's mean epoch time, and
+    the evaluations still to come at its mean evaluation time (before the first one of an
+    attempt: a test image at a third of a training image's cost, a forward pass of three).
+    Pretraining has no evaluation epochs; its final test passes are not counted."""
+    cfg = loop.cfg
+    per_epoch = clock["train"] / trained
+    evals_left = sum(1 for e in cfg.get("eval_epochs", ()) if e > loop.epoch)
+    if evaluated:
+        per_eval = clock["eval"] / evaluated
+    else:
+        per_eval = per_epoch * len(loop.test[1]) / len(loop.train[1]) / 3
+    return (cfg["epochs"] - loop.epoch) * per_epoch + evals_left * per_eval
+
+
+# ---------------------------------------------------------------------------------------------
 # The two kinds of run
 
 
@@ -327,14 +365,18 @@ def finetune(
     t = time.perf_counter()
     loop = start(model, train, test, cfg, seed, device)
     clock.update(start=time.perf_counter() - t, train=0.0, eval=0.0)
+    trained = evaluated = 0  # this attempt's epochs and evaluations (the clock counts their time)
     for _ in _epochs(loop, resume, progress):
         t = time.perf_counter()
         train_acc, train_loss = train_epoch(loop)
-        clock["train"] += time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        clock["train"] += seconds
+        trained += 1
         if loop.epoch in cfg["eval_epochs"]:
             t = time.perf_counter()
             test_acc, test_loss = evaluate(loop.net, *loop.test, cfg)
             clock["eval"] += time.perf_counter() - t
+            evaluated += 1
             row = dict(
                 epoch=loop.epoch,
                 test_acc=test_acc,
@@ -348,6 +390,7 @@ def finetune(
             progress(" ".join(f"{k}={v:.4g}" for k, v in row.items()))
             if resume is not None and loop.epoch < cfg["epochs"]:
                 save_state(loop, resume)
+        progress(epoch_line(loop, train_acc, train_loss, seconds, time_left(loop, clock, trained, evaluated)))
     if resume is not None:
         resume.path.unlink(missing_ok=True)
     return loop.rows
@@ -360,11 +403,16 @@ def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print, r
     cfg: grid.pretrain_settings. Returns clean and (with an attack) adversarial test accuracy (%).
     """
     loop = start(model, train, test, cfg, seed, device)
+    clock, trained = {"train": 0.0, "eval": 0.0}, 0
     for _ in _epochs(loop, resume, progress):
+        t = time.perf_counter()
         acc, loss = train_epoch(loop)
-        progress(f"epoch={loop.epoch} train_acc={acc:.2f} train_loss={loss:.4f}")
+        seconds = time.perf_counter() - t
+        clock["train"] += seconds
+        trained += 1
         if resume is not None and loop.epoch < cfg["epochs"]:
             save_state(loop, resume)
+        progress(epoch_line(loop, acc, loss, seconds, time_left(loop, clock, trained, 0)))
     result = {"test_acc": evaluate(loop.net, *loop.test, cfg)[0]}
     if loop.attack is not None:
         result["adv_test_acc"] = evaluate(loop.net, *loop.test, cfg, loop.attack)[0]

@@ -1,10 +1,22 @@
 """Snakemake entry point: one fine-tuning run (dataset, source, k, n, seed)."""
 
-from robust_transfer.grid import Run
+from robust_transfer.grid import Run, allow_cpu
 from robust_transfer.joblog import to_log
 from robust_transfer.runs import run_job
 
 to_log(snakemake)
 w = snakemake.wildcards
 run = Run(w.dataset, w.source, int(w.k), w.size, int(w.seed))
-run_job(snakemake.input, snakemake.output, run, snakemake.params.settings, snakemake.threads, snakemake.params.state)
+# allow_cpu, like threads, says where the job runs: read from the config, not a param (no rerun)
+cpu_ok = allow_cpu(snakemake.config)
+log = snakemake.log[0] if snakemake.log else None
+run_job(
+    snakemake.input,
+    snakemake.output,
+    run,
+    snakemake.params.settings,
+    snakemake.threads,
+    snakemake.params.state,
+    cpu_ok,
+    log,
+)

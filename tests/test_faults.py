@@ -1,11 +1,14 @@
 """Nothing lost, nothing trusted blindly, on real Snakemake runs: a run killed halfway resumes,
 a workflow killed at random moments finishes with a clean run's numbers, and broken inputs or an
-unwritable results folder fail naming the file while nothing already finished is deleted."""
+unwritable results folder fail naming the file while nothing already finished is deleted. A
+training job with no GPU (and the CPU not allowed), or with a folder it cannot write or fill,
+fails before it trains, naming the fix."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,9 +26,9 @@ pytestmark = pytest.mark.slow
 DEMO = ["--workflow-profile", "profiles/demo"]
 
 
-def _snakemake(root: Path, *args, check=True, configfiles=("config.demo.yaml",)):
+def _snakemake(root: Path, *args, check=True, configfiles=("config.demo.yaml",), env=None, prefix=()):
     cmd = [sys.executable, "-m", "snakemake", *DEMO, *map(str, args), "--configfile", *map(str, configfiles)]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    proc = subprocess.run([*prefix, *cmd], cwd=root, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -183,3 +186,134 @@ def test_an_unwritable_results_folder_fails_naming_it_and_deletes_nothing(demo, 
     assert "results/figures/fig2b" in text and ("Permission" in text or "not permitted" in text), text[-3000:]
     assert {p: p.read_bytes() for p in folder.iterdir()} == kept
     assert (root / "figures" / "fig2b.pdf").exists() and (root / "results" / "runs.csv").exists()
+
+
+# --- a training job that cannot do its work fails before it starts --------------------------------
+# One from-scratch run of the demo (its source is a random init: nothing to pretrain first).
+RUN = grid.Run("digits", "scratch", 16, "20", 20000000)
+RUN_LOG = f"logs/finetune/{RUN.path.removeprefix('results/runs/')}.log"
+NARROW = {"sources": {"scratch": {"random_init": {"width_per_group": 16}}}}  # the demo's width
+PAPER_DEVICE = {"finetune": {"allow_cpu": False}, "pretrain": {"allow_cpu": False}}  # config.yaml's
+CPU_OK = ("config.demo.yaml", "narrow.yaml")
+NO_CPU = (*CPU_OK, "no_cpu.yaml")
+NO_GPU = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the same test on a machine with a GPU
+
+
+@pytest.fixture(scope="module")
+def scratch_run(tmp_path_factory) -> Path:
+    """A workflow copy with the run's inputs built (data, subset, source), not the run."""
+    root = copy_workflow(tmp_path_factory.mktemp("scratch") / "wf")
+    (root / "narrow.yaml").write_text(yaml.safe_dump(NARROW))
+    (root / "no_cpu.yaml").write_text(yaml.safe_dump(PAPER_DEVICE))
+    inputs = ["results/sources/scratch.pt", "results/subsets/digits/make_loaders/n20/s20000000.npy"]
+    _snakemake(root, *inputs, configfiles=CPU_OK)
+    return root
+
+
+def _outputs_of(root: Path, run: grid.Run) -> list[Path]:
+    return [root / f"{run.path}.{ext}" for ext in ("csv", "json")]
+
+
+def _did_not_train(root: Path) -> str:
+    """The run's log, after checking that the job stopped before loading its data (the line
+    saying what it trains on) and before any epoch, leaving no outputs."""
+    log = (root / RUN_LOG).read_text()
+    assert f"run {RUN.path}:" not in log and "epoch" not in log, log[-2000:]
+    assert not any(p.exists() for p in _outputs_of(root, RUN))
+    return log
+
+
+def test_without_a_gpu_a_job_of_the_paper_config_fails_at_once_naming_the_fix(scratch_run):
+    """allow_cpu: false (config.yaml's) and no GPU visible: the fine-tuning run and a source's
+    pretraining each fail before loading anything, their logs (and Snakemake's output) saying
+    what was looked at and the fix; nothing is written."""
+    root = scratch_run
+    start = time.time()
+    targets = [f"{RUN.path}.csv", "results/sources/natural.pt"]
+    proc = _snakemake(root, "--keep-going", *targets, configfiles=NO_CPU, env=NO_GPU, check=False)
+    seconds = time.time() - start
+    assert proc.returncode != 0
+    log = _did_not_train(root)
+    for needle in (
+        "no GPU is visible to this job and finetune.device is auto and finetune.allow_cpu is false",
+        "torch.cuda.is_available() is False",
+        "CUDA_VISIBLE_DEVICES is ''",
+        "Fix: run it on a GPU node",
+        "echo 'finetune: {allow_cpu: true}' > cpu.yaml",
+    ):
+        assert needle in log, needle
+    assert "NoGPU: no GPU is visible" in proc.stdout + proc.stderr  # seen without opening the log
+    pretrain = (root / "logs" / "pretrain_source" / "natural.log").read_text()
+    assert "pretrain.allow_cpu is false" in pretrain and "echo 'pretrain: {allow_cpu: true}'" in pretrain
+    assert "epoch" not in pretrain and not (root / "results" / "sources" / "natural.pt").exists()
+    assert not (root / "resume").exists()
+    print(f"both jobs failed, Snakemake included, in {seconds:.0f} s")
+
+
+def test_with_the_cpu_allowed_the_run_trains_logging_every_epoch(scratch_run):
+    """The demo's allow_cpu: true: the same run trains on the CPU; its log has one progress line
+    per epoch (epoch/total, train loss and accuracy, images/s, elapsed, time left shrinking to
+    zero). Switching allow_cpu back off reruns nothing: where a job runs is not a param."""
+    from test_train import progress_lines
+
+    root = scratch_run
+    _snakemake(root, f"{RUN.path}.csv", configfiles=CPU_OK, env=NO_GPU)
+    log = (root / RUN_LOG).read_text()
+    assert "on cpu (no GPU visible; finetune.allow_cpu: true)" in log
+    epochs = progress_lines(log.splitlines())
+    total = grid.schedule(_demo()["finetune"], RUN.size)["epochs"]
+    assert [(e["epoch"], e["total"]) for e in epochs] == [(i, total) for i in range(1, total + 1)]
+    assert all(e["rate"] > 0 and 0 <= e["acc"] <= 100 for e in epochs)
+    left = [e["left"] for e in epochs]
+    # shrinking to zero: an epoch's noise may lift one estimate by a tenth or two, no more
+    assert left[0] > left[len(left) // 2] > left[-1] == 0 and all(b <= a + 0.2 for a, b in zip(left, left[1:])), left
+    metrics = pd.read_csv(root / f"{RUN.path}.csv")
+    for _, row in metrics.iterrows():  # the progress lines carry the logged rows' numbers
+        assert epochs[int(row["epoch"]) - 1]["loss"] == float(f"{row['train_loss']:.4f}")
+    dry = _snakemake(root, "-n", f"{RUN.path}.csv", configfiles=NO_CPU)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def _fails_before_training(root: Path, needle: str, prefix=()) -> str:
+    for output in _outputs_of(root, RUN):
+        output.unlink(missing_ok=True)
+    start = time.time()
+    proc = _snakemake(root, f"{RUN.path}.csv", configfiles=CPU_OK, env=NO_GPU, check=False, prefix=prefix)
+    seconds = time.time() - start
+    assert proc.returncode != 0
+    log = _did_not_train(root)
+    assert needle in log, log[-3000:]
+    assert "Fix:" in log
+    return f"{seconds:.0f} s"
+
+
+def test_a_folder_the_run_cannot_write_or_fill_fails_before_training_naming_it(scratch_run):
+    """As root, whom permissions do not stop: a file where the resume folder should be, an
+    immutable results folder (chattr +i), and a 1 MB file system (tmpfs, in a private mount
+    namespace) as the resume folder. Each fails before the data are loaded, naming the folder
+    and what is wrong."""
+    root = scratch_run
+    state_folder = Path(grid.state_path(RUN.path)).parent
+    shutil.rmtree(root / "resume", ignore_errors=True)
+    (root / "resume").write_text("a file where a folder should be")
+    times = [_fails_before_training(root, f"{state_folder} (not a folder: resume is a file)")]
+    (root / "resume").unlink()
+
+    folder = root / RUN.path.rsplit("/", 1)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        missing("chattr +i is not permitted here: cannot make a folder unwritable for root")
+    try:
+        times.append(_fails_before_training(root, f"{folder.relative_to(root)} (read-only: Operation not permitted)"))
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+    (root / "resume").mkdir()
+    mount = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs resume && exec "$@"', "sh"]
+    if subprocess.run([*mount, "true"], cwd=root, capture_output=True).returncode != 0:
+        missing("unshare -m and mount are not permitted here: cannot give a folder a tiny file system")
+    times.append(
+        _fails_before_training(root, f"not enough disk space for this job in {state_folder}: 1.0 MB free", mount)
+    )
+    assert "MB needed" in (root / RUN_LOG).read_text()
+    print("failed in", ", ".join(times), "(Snakemake included)")

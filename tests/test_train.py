@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def test_finetune_rows(two_runs):
     the one of the epoch just trained (3 epochs: step 1, so 0.01, 0.001, 0.0001)."""
     (rows, _, lines), _ = two_runs
     assert [r["epoch"] for r in rows] == [1, 3]
-    assert len(lines) == 2
+    assert [line.split()[0] for line in lines] == ["epoch=1", "epoch", "epoch", "epoch=3", "epoch"]  # rows, progress
     for r in rows:
         assert list(r) == ROW_KEYS
         assert 0 <= r["test_acc"] <= 100 and 0 <= r["train_acc"] <= 100
@@ -425,7 +426,9 @@ def test_a_killed_run_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path)
     assert resume.path.exists() and torch.load(resume.path, weights_only=True)["epoch"] == 4
     lines = []
     resumed = run(resume, lines.append)
-    assert lines[0] == f"resumed from {resume.path} after epoch 4" and len(lines) == 2  # epoch 6 only
+    assert lines[0] == f"resumed from {resume.path} after epoch 4"
+    starts = ["epoch 5/6:", "epoch=6 ", "epoch 6/6:"]  # epochs 5 and 6 only: progress, row, progress
+    assert len(lines) == 4 and all(line.startswith(x) for line, x in zip(lines[1:], starts, strict=True))
     assert _strip(resumed) == _strip(whole)
     assert not resume.path.exists()
 
@@ -701,7 +704,7 @@ def test_a_killed_pretraining_resumes_with_the_numbers_of_an_uninterrupted_one(t
     resume = train.Resume(tmp_path / "source" / "state", "key")
 
     def killed_in_epoch_3(line):
-        if line.startswith("epoch=3"):
+        if line.startswith("epoch 3/3:"):
             raise _Killed
 
     with pytest.raises(_Killed):
@@ -760,3 +763,70 @@ def test_the_evaluation_copy_is_folded_cast_and_laid_out_as_its_precision_asks(a
     monkeypatch.setattr(train.Net, "for_inference", lambda self, **kw: (asked.append(kw), copy(self, **kw))[1])
     train.evaluate(_trained_net(), *_eval_data(8), {**CFG, "amp": amp})
     assert asked == [{"fold": True, "dtype": dtype, "channels_last": channels_last}]
+
+
+# --- progress: one log line per epoch ------------------------------------------------------------
+
+PROGRESS = re.compile(
+    r"epoch (\d+)/(\d+): train_loss=([\d.]+) train_acc=([\d.]+) images/s=([\d.]+) "
+    r"elapsed=(\d+):(\d\d):(\d\d\.\d) left=(\d+):(\d\d):(\d\d\.\d)$"
+)
+
+
+def progress_lines(lines) -> list[dict]:
+    """The per-epoch progress lines of a log: epoch, total, loss, acc, rate, elapsed and left (s)."""
+    out = []
+    for line in lines:
+        if m := PROGRESS.match(line.strip()):
+            g = m.groups()
+            out.append(
+                dict(
+                    epoch=int(g[0]),
+                    total=int(g[1]),
+                    loss=float(g[2]),
+                    acc=float(g[3]),
+                    rate=float(g[4]),
+                    elapsed=int(g[5]) * 3600 + int(g[6]) * 60 + float(g[7]),
+                    left=int(g[8]) * 3600 + int(g[9]) * 60 + float(g[10]),
+                )
+            )
+    return out
+
+
+def test_every_epoch_logs_its_progress_and_the_time_left():
+    """Fine-tuning logs one line per epoch (not only at evaluation epochs): epoch/total, the
+    epoch's train loss and accuracy (the logged rows' numbers at evaluation epochs), images per
+    second, elapsed time and a time left that shrinks to zero; pretraining logs the same."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    lines = []
+    cfg = {**CFG, "epochs": 5, "eval_epochs": [1, 5]}
+    rows = train.finetune(model, _data(40, 1), _data(20, 2), cfg, 7, CPU, progress=lines.append)
+    epochs = progress_lines(lines)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5] and {e["total"] for e in epochs} == {5}
+    for row in rows:
+        e = epochs[row["epoch"] - 1]
+        assert (e["loss"], e["acc"]) == (float(f"{row['train_loss']:.4f}"), float(f"{row['train_acc']:.2f}"))
+    assert all(e["rate"] > 0 for e in epochs)
+    elapsed, left = [e["elapsed"] for e in epochs], [e["left"] for e in epochs]
+    assert elapsed == sorted(elapsed) and elapsed[-1] >= rows[-1]["time"] - 0.1
+    # zero at the end (tiny epochs round to tenths: that it shrinks is checked on a longer run,
+    # test_faults.py, and the formula in the next test)
+    assert left[-1] == 0, left
+    pretrain_lines = []
+    _pretrain(progress=pretrain_lines.append, epochs=2)
+    assert [(e["epoch"], e["total"]) for e in progress_lines(pretrain_lines)] == [(1, 2), (2, 2)]
+    assert progress_lines(pretrain_lines)[-1]["left"] == 0
+
+
+def test_time_left_counts_the_epochs_and_evaluations_still_to_come():
+    """The estimate: epochs left x this attempt's mean epoch, evaluations left x its mean
+    evaluation (before the first evaluation: a test image at a third of a training image)."""
+    torch.manual_seed(0)
+    model = prepare_for_transfer(resnet50(width_per_group=8), 5, 3)
+    loop = train.start(model, _data(40, 1), _data(20, 2), {**CFG, "epochs": 10, "eval_epochs": [1, 5, 10]}, 0, CPU)
+    loop.epoch = 4
+    # 6 epochs at 2 s, and epochs 5 and 10 still to evaluate at 3 s
+    assert train.time_left(loop, {"train": 8.0, "eval": 3.0}, 4, 1) == pytest.approx(6 * 2.0 + 2 * 3.0)
+    assert train.time_left(loop, {"train": 8.0, "eval": 0.0}, 4, 0) == pytest.approx(6 * 2.0 + 2 * 2.0 * 20 / 40 / 3)
+    assert train.clock_text(3723.46) == "1:02:03.5"

@@ -162,10 +162,15 @@ def test_editing_a_dataset_reruns_exactly_its_jobs(demo_run, tmp_path):
     }
 
 
-def test_editing_fine_tuning_threads_reruns_nothing(demo_run, tmp_path):
-    """Where a run executes is not what it computes."""
+def test_editing_where_jobs_run_reruns_nothing(demo_run, tmp_path):
+    """Where a job executes (threads, allow_cpu) is not what it computes."""
     root, _, _ = demo_run
-    assert _planned(root, tmp_path, lambda cfg: cfg["finetune"].update(threads=2)) == {}
+
+    def edit(cfg):
+        for section in ("finetune", "pretrain"):
+            cfg[section].update(threads=2, allow_cpu=not cfg[section]["allow_cpu"])
+
+    assert _planned(root, tmp_path, edit) == {}
 
 
 def test_editing_plot_code_reruns_only_figure_jobs(demo_run):
