@@ -28,6 +28,7 @@ def dry_run(root, *args):
     return subprocess.run([*SNAKEMAKE, "-n", *args], cwd=root, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # Snakemake dry runs
 def test_configfile_adds_to_the_demo_profile(workflow):
     """--workflow-profile profiles/demo --configfile mine.yaml: the demo's overlay, then mine on
     top (Snakemake alone drops the profile's overlay: 6,808 fine-tuning runs of the paper)."""
@@ -48,6 +49,7 @@ def test_configfile_adds_to_the_demo_profile(workflow):
     assert job_counts(explicit.stdout) == counts
 
 
+@pytest.mark.slow  # Snakemake dry runs
 def test_configfile_adds_to_the_paper_config(workflow):
     """With the default profile (the paper), an overlay adds to config.yaml, as before."""
     (workflow / "one.yaml").write_text("grid: {datasets: [cifar10], sizes: [100]}\nfigures: {}\n")
@@ -56,6 +58,7 @@ def test_configfile_adds_to_the_paper_config(workflow):
     assert job_counts(proc.stdout)["finetune"] == 1
 
 
+@pytest.mark.slow  # Snakemake dry runs
 def test_numbers_on_the_command_line_keep_their_type(workflow):
     """--config parses nested values as text: '0.05'. The workflow reads them as YAML where the
     schema wants a number, a list, a boolean or null."""
@@ -94,6 +97,7 @@ def test_text_the_schema_wants_stays_text():
     assert config["sources"]["natural"]["note"] == "3" and config["title_tag"] == "null"
 
 
+@pytest.mark.slow  # Snakemake dry runs
 def test_a_config_error_is_one_short_line_per_problem(workflow):
     """A typo in a top-level key, a wrong enum and a wrong type: one line each with the key, what
     is wrong and the closest valid name; no schema dump (it was 1,704 lines)."""

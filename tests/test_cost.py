@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from conftest import SNAKEMAKE, clone_results, copy_workflow, load_config
 
 from robust_transfer import grid, plan
 
 
+@pytest.mark.slow
 def test_fig5c_stops_before_any_job_and_says_how_to_go_on(tmp_path):
     root = copy_workflow(tmp_path / "workflow")
     proc = subprocess.run(
@@ -33,6 +35,7 @@ def test_fig5c_stops_before_any_job_and_says_how_to_go_on(tmp_path):
     assert not (root / "resources").exists() and not (root / "results").exists()  # no job ran
 
 
+@pytest.mark.slow
 def test_the_demo_prints_its_cost_first(demo):
     """The README's demo: the summary comes before the first job, with the CPU's measured rates."""
     out = demo.stdout
@@ -40,12 +43,15 @@ def test_the_demo_prints_its_cost_first(demo):
     costs = plan.load_costs()
     device = plan.device_for(config, costs)
     assert device["name"] == "cpu"
-    made = set(config["datasets"]), {"natural", "l2_3", "linf_4", "linf_8"}  # all prepared, pretrained here
-    text, _ = plan.summary(config, grid.all_runs(config), device, costs, made)
+    runs = grid.all_runs(config)
+    sources = {r.source for r in runs}  # pretrained here, on digits 0-4
+    datasets = {r.dataset for r in runs} | {config["sources"][s]["train"]["dataset"] for s in sources}
+    text, _ = plan.summary(config, runs, device, costs, (datasets, sources))
     assert "Cost of this invocation; and 4 source pretraining jobs:\n" + text in out
     assert out.index("Cost of this invocation") < out.index("rule ")
 
 
+@pytest.mark.slow
 def test_a_limit_stops_a_small_rebuild_and_raising_it_goes_on(demo, tmp_path):
     root = clone_results(demo, tmp_path / "limit")
     run = grid.Run("digits", "natural", 3, "20", 20000000)

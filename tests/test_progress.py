@@ -9,6 +9,7 @@ import pty
 import re
 import subprocess
 
+import pytest
 from conftest import SNAKEMAKE, clone_results
 
 from robust_transfer import grid, progress
@@ -42,6 +43,7 @@ def rebuild(root, terminal: bool) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_a_terminal_shows_grid_progress_and_a_pipe_does_not(demo, tmp_path):
     root = clone_results(demo, tmp_path / "progress")
     shown = re.sub(r"\x1b\[[0-9;]*m", "", rebuild(root, terminal=True))  # without the terminal's colours

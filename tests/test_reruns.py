@@ -11,11 +11,13 @@ import os
 import subprocess
 import time
 
+import pytest
 from conftest import SNAKEMAKE, clone_results, job_counts
 
 DEMO = ["--workflow-profile", "profiles/demo"]
 CODE = ["Snakefile", "rules", "scripts", "robust_transfer", "config.yaml", "config.demo.yaml", "schemas"]
 INPUTS = ["results/data", "results/sources", "results/subsets"]
+pytestmark = pytest.mark.slow  # dry runs on the demo's finished results
 
 
 def plan(root, *args) -> dict[str, int]:
