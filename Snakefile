@@ -24,6 +24,14 @@ onstart:
     before_work()
 
 
+onsuccess:
+    after_work()
+
+
+onerror:
+    after_work()
+
+
 rule all:
     default_target: True
     input:

@@ -42,7 +42,7 @@ def time_left(planned: dict[str, float], finished: set[str], elapsed: float) -> 
 
 class Watch(threading.Thread):
     """Reports grid progress through `emit` (Snakemake's logger: it keeps lines whole beside its
-    own) until every planned run exists or the process ends."""
+    own) until every planned run exists, `finish` is called or the process ends."""
 
     def __init__(self, planned: dict[str, float], emit, every: float = 60.0, poll: float = 2.0):
         super().__init__(daemon=True, name="grid-progress")
@@ -51,20 +51,36 @@ class Watch(threading.Thread):
         self.every = every
         self.poll = poll
         self.start_time = time.monotonic()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.shown = -1  # runs done at the last line
+        self.last = 0.0  # when it was shown
 
     def finished(self) -> set[str]:
         return {p for p in self.planned if Path(p).exists()}
 
-    def run(self) -> None:
-        shown, last = -1, 0.0
-        while True:
+    def report(self, force: bool = False) -> int:
+        """Emit a line if a run has ended since the last one, a minute has passed, or `force`."""
+        with self.lock:
             finished = self.finished()
             now = time.monotonic()
-            if len(finished) != shown or now - last >= self.every:
+            if force or len(finished) != self.shown or now - self.last >= self.every:
                 elapsed = now - self.start_time
                 left = time_left(self.planned, finished, elapsed)
                 self.emit(line(len(finished), len(self.planned), elapsed, left))
-                shown, last = len(finished), now
-            if len(finished) == len(self.planned):
+                self.shown, self.last = len(finished), now
+            return len(finished)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            if self.report() == len(self.planned):
                 return
-            time.sleep(self.poll)
+            self.stopped.wait(self.poll)
+
+    def finish(self) -> None:
+        """The last line, when Snakemake is done (its onsuccess/onerror): the process may end
+        before the thread's next poll."""
+        self.stopped.set()
+        self.join(timeout=self.poll + 1)
+        if len(self.finished()) != self.shown:
+            self.report(force=True)

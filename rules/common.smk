@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from robust_transfer import configs, grid, names
 from robust_transfer.data import LOADERS, SUBSET_RULES
@@ -27,13 +27,18 @@ def compose_config():
     if not missing or settings.replace_workflow_config:
         return
     given = [os.path.relpath(f) for f in workflow.overwrite_configfiles]
-    base = configs.missing_overlays(
-        workflow.configfiles, given
-    )  # the Snakefile's config.yaml
-    composed = {}
-    for path in [*base, *missing]:
-        configs.merge(composed, yaml.safe_load(Path(path).read_text()) or {})
-    configs.merge(composed, copy.deepcopy(dict(settings.overwrite_config)))
+    base = configs.missing_overlays(workflow.configfiles, given)  # config.yaml
+    # Exactly as Snakemake merges `--configfiles <overlays> <given>`: the overlays (and --config)
+    # first, then config.yaml under them, then the overlays again. Key order matters: a param
+    # is recorded as text, so the same values in another order would rerun its jobs.
+    overlay = {}
+    for path in missing:
+        update_config(overlay, yaml.safe_load(Path(path).read_text()) or {})
+    update_config(overlay, copy.deepcopy(dict(settings.overwrite_config)))
+    composed = copy.deepcopy(overlay)
+    for path in base:
+        update_config(composed, yaml.safe_load(Path(path).read_text()) or {})
+    update_config(composed, overlay)
     config.clear()
     config.update(composed)
     settings.configfiles = [Path(p) for p in missing] + list(
@@ -220,7 +225,18 @@ def before_work():
         planned = {
             f"{r.path}.json": plan.run_seconds_of(config, r, device) for r in runs
         }
-        progress.Watch(planned, logger.info).start()
+        watch = progress.Watch(planned, logger.info)
+        watch.start()
+        WATCHES.append(watch)
+
+
+WATCHES = []  # the progress watcher of this invocation, if any
+
+
+def after_work():
+    """The grid's last progress line (Snakefile `onsuccess` and `onerror`)."""
+    for watch in WATCHES:
+        watch.finish()
 
 
 # ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: an

@@ -63,3 +63,17 @@ def test_time_left_scales_the_plan_by_the_runs_done():
     assert progress.time_left(planned, {"a", "b", "c"}, 9.0) == 0.0
     assert progress.clock(3725) == "1h02m" and progress.clock(65.4) == "1m05s"
     assert progress.line(1, 4, 60, 180) == "[grid] 1/4 fine-tuning runs done (25 %), 1m00s elapsed, about 3m00s left"
+
+
+def test_the_last_line_is_shown_when_snakemake_is_done(tmp_path):
+    """Snakemake may exit between two polls: its onsuccess hook (`finish`) prints the last line."""
+    planned = {str(tmp_path / f"{i}.json"): 10.0 for i in range(2)}
+    lines = []
+    watch = progress.Watch(planned, lines.append, poll=3600)  # never polls again by itself
+    watch.start()
+    for path in planned:
+        (tmp_path / path).write_text("{}")
+    watch.finish()
+    assert lines[0].startswith("[grid] 0/2") and lines[-1].startswith("[grid] 2/2") and len(lines) == 2
+    watch.finish()  # a second call (onerror after onsuccess) adds nothing
+    assert len(lines) == 2

@@ -4,13 +4,12 @@ incremental reruns and config errors. No mocks: every job runs its script in a s
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, job_counts, load_config, snakemake
+from conftest import REPO, copy_workflow, job_counts, load_config, snakemake
 
 from robust_transfer import grid
 
@@ -49,9 +48,7 @@ def reduced_demo() -> dict:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """Runs the reduced demo once, in a copy of the workflow (so a test may edit its code)."""
-    root = tmp_path_factory.mktemp("workflow")
-    for item in ["Snakefile", "rules", "scripts", "schemas", "envs", "robust_transfer"]:
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, root / item)
+    root = copy_workflow(tmp_path_factory.mktemp("workflow") / "workflow")
     (root / "config.yaml").write_text(yaml.safe_dump(reduced_demo()))
     start = time.time()
     proc = snakemake(root, "--cores", "2", "--resources", "gpu=2", "--scheduler", "greedy")
