@@ -58,8 +58,9 @@ def test_the_readme_demo_shows_learning(demo, capsys):
         if len(sizes) > 1:
             assert sizes.iloc[-1] > sizes.iloc[0], f"{dataset}/{source}: no rise with n ({sizes.round(1).to_dict()})"
     assert got["collapsed"] <= 0.05 * len(final), f"{got['collapsed']} of {len(final)} runs collapsed"
-    # CI machines vary: a margin of 30 %, and the time is printed above
-    assert demo.seconds <= MINUTES * 60 * 1.3, f"the demo took {demo.seconds:.0f} s"
+    # 2-core machines vary: the same code took 287 s on one VM and 339 s on another (docs/demo.md);
+    # a margin of 50 %, and the time is printed above
+    assert demo.seconds <= MINUTES * 60 * 1.5, f"the demo took {demo.seconds:.0f} s"
 
 
 def test_every_band_of_the_demo_has_three_seeds(demo):
