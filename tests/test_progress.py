@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import subprocess
+import time
 
 import pytest
 from conftest import SNAKEMAKE, clone_results
@@ -71,6 +72,8 @@ def test_the_last_line_is_shown_when_snakemake_is_done(tmp_path):
     lines = []
     watch = progress.Watch(planned, lines.append, poll=3600)  # never polls again by itself
     watch.start()
+    while not lines:  # its first line, before any run has ended
+        time.sleep(0.01)
     for path in planned:
         (tmp_path / path).write_text("{}")
     watch.finish()
