@@ -16,8 +16,12 @@ run_job does them now (the subset's rows; the model built on the meta device).
 seeds at n = 100 (config.yaml's schedule: 100 epochs, 6 evaluations, at --input-size): Snakemake
 on a one-rule Snakefile (its floor), a dry run of one run of the paper's grid (what every cluster
 job parses), then the runs (a) one Snakemake per run, as unpacked cluster jobs, (b) one Snakemake
-for all, as a packed group job, (c) one Python process for all (imports once: the floor). Each
-run's training and evaluation seconds come from its metadata (runs.run_job).
+for all, each run in its own process (finetune.pack.runs: 1, as before packing), (c) one
+Snakemake for all, the runs in a runner (the default packing, robust_transfer.runner), (d) one
+Python process for all (imports once: the floor). Each run's training and evaluation seconds
+come from its metadata (runs.run_job). Last, the per-run overhead inside a pack: --runs and
+2 x --runs one-epoch runs through Snakemake with packing; the extra wall time of the second,
+less its extra training and evaluation, per extra run.
 """
 
 from __future__ import annotations
@@ -221,37 +225,54 @@ def sequence(a, dev: str) -> None:
         # the runs: config.yaml's fine-tuning (at --input-size) on digits, a ResNet-50 source file
         torch.manual_seed(0)
         checkpoints.save(resnet50(), work / "source.pt", {"note": "random init, benchmark stand-in"})
-        seeds = [20000000 + 100000 * i for i in range(a.runs)]
+        seeds = [20000000 + 100000 * i for i in range(2 * a.runs)]
         targets = [f"{grid.Run(DATASET, 'natural', 3, '100', s).path}.csv" for s in seeds]
         schedule = [{"max_size": None, "epochs": a.epochs, "eval_every": a.eval_every}] if a.epochs else None
         quick = [{"max_size": None, "epochs": 1, "eval_every": 1}]  # per-job cost: one epoch, one evaluation
+        alone = {"runs": 1, "idle": IDLE, "cluster_hours": 12}
+        packed = {"runs": 1000, "idle": IDLE, "cluster_hours": 12}
         settings = {
-            name: write_config(paper / f"{name}.yaml", work, a, dev, s)
-            for name, s in [("seq", schedule), ("quick", quick)]
+            name: write_config(paper / f"{name}.yaml", work, a, dev, s, pack)
+            for name, s, pack in [
+                ("seq", schedule, alone),
+                ("seqpack", schedule, packed),
+                ("quick", quick, alone),
+                ("quickpack", quick, packed),
+            ]
         }
+        runs = targets[: a.runs]
         timed([*smk, *targets, "--omit-from", "finetune", *conf("seq")], paper)  # the inputs, untimed
 
-        def job_seconds():
-            meta = [json.loads((paper / t.replace(".csv", ".json")).read_text())["seconds"] for t in targets]
+        def job_seconds(done=runs):
+            meta = [json.loads((paper / t.replace(".csv", ".json")).read_text())["seconds"] for t in done]
             return sum(m["train"] for m in meta), sum(m["eval"] for m in meta)
 
-        for name, seeds_of in (("seq", seeds), ("quick", seeds[:1])):
+        for name, seeds_of in (("seq", seeds[: a.runs]), ("quick", seeds[:1])):
             spec = {"work": str(paper), "settings": settings[name], "seeds": seeds_of, "threads": a.threads}
             (paper / f"{name}.json").write_text(json.dumps(spec))
         python = [sys.executable, str(Path(__file__).resolve()), "--child-sequence"]
 
         def each(name, *runs):  # targets first: the options after them take lists
+            time.sleep(IDLE + 1)  # no runner of the mode before is left to reuse
             return [*smk, *runs, "--quiet", "all", "--forcerun", "finetune", *conf(name)]
 
         modes = {}
-        wall = sum(timed(each("seq", t), paper) for t in targets)
+        wall = sum(timed(each("seq", t), paper) for t in runs)
         modes["one Snakemake per run (unpacked cluster jobs)"] = (wall, job_seconds())
-        modes["one Snakemake for all (a packed group job)"] = (timed(each("seq", *targets), paper), job_seconds())
+        key = "one Snakemake for all, each run its own process (pack.runs: 1)"
+        modes[key] = (timed(each("seq", *runs), paper), job_seconds())
+        key = "one Snakemake for all, the runs in a runner (default packing)"
+        modes[key] = (timed(each("seqpack", *runs), paper), job_seconds())
         modes["one Python process for all (imports once)"] = (timed([*python, "seq.json"], paper), job_seconds())
         one_job, one_smk = [], []
         for _ in range(a.repeats):  # interleaved: a drifting load hits both
             one_job.append(timed([*python, "quick.json"], paper))
             one_smk.append(timed(each("quick", targets[0]), paper))
+        marginal = []
+        for _ in range(a.repeats):  # the per-run overhead inside a pack: N more runs, less their work
+            walls = [timed(each("quickpack", *targets[:count]), paper) for count in (a.runs, 2 * a.runs)]
+            first, both = sum(job_seconds(targets[: a.runs])), sum(job_seconds(targets))
+            marginal.append(((walls[1] - walls[0]) - (both - first)) / a.runs)
 
     floor, parse, one_job, one_smk = (statistics.median(x) for x in (floor, parse, one_job, one_smk))
     print(f"\nSnakemake, medians of {a.repeats}; one run: n = 100, one epoch, {a.input_size} px, {a.threads} thread(s)")
@@ -263,16 +284,26 @@ def sequence(a, dev: str) -> None:
     print(f"| Snakemake's cost per job (the difference) | {one_smk - one_job:.2f} |")
     epochs = f"{a.epochs} epochs" if a.epochs else "config.yaml's schedule"
     print(f"\na sequence of {a.runs} runs at n = 100, {epochs}, {a.input_size} px, {a.threads} thread(s)")
-    print("| how | wall s | training s | evaluation s | share training and evaluating |\n|---|---|---|---|---|")
+    print("| how | wall s | training s | evaluation s | share training and evaluating | overhead per run s |")
+    print("|---|---|---|---|---|---|")
     for name, (wall, (tr, ev)) in modes.items():
-        print(f"| {name} | {wall:.1f} | {tr:.1f} | {ev:.1f} | {(tr + ev) / wall:.0%} |")
+        per_run = (wall - tr - ev) / a.runs
+        print(f"| {name} | {wall:.1f} | {tr:.1f} | {ev:.1f} | {(tr + ev) / wall:.0%} | {per_run:.2f} |")
+    print(
+        f"\nper-run overhead inside a pack (one-epoch runs; {a.runs} more runs in one Snakemake, less their "
+        f"training and evaluation, per run; median of {a.repeats}): {statistics.median(marginal):.2f} s "
+        f"(each: {', '.join(f'{m:.2f}' for m in marginal)})"
+    )
 
 
 def conf(name: str) -> list[str]:
     return ["--configfile", f"{name}.yaml", "--replace-workflow-config"]
 
 
-def write_config(path: Path, work: Path, a, dev: str, schedule) -> dict:
+IDLE = 3  # seconds a runner waits for its next run (finetune.pack.idle) in these configs
+
+
+def write_config(path: Path, work: Path, a, dev: str, schedule, pack: dict) -> dict:
     """A whole config: the demo's, with these runs' dataset, source and fine-tuning, its figures
     replaced by one over these runs (the demo's would ask for epochs this schedule does not log).
     Returns the runs' resolved settings."""
@@ -286,9 +317,9 @@ def write_config(path: Path, work: Path, a, dev: str, schedule) -> dict:
     config["datasets"][DATASET] = {"loader": "digits", "split": {"seed": 0, "test_fraction": 0.5}}
     config["sources"]["natural"] = {"url": str(work / "source.pt")}
     config["grid"].update(datasets=[DATASET], sources=["natural"], k=[3], sizes=[100])
-    config["grid"]["seeds"]["count"] = a.runs
+    config["grid"]["seeds"]["count"] = 2 * a.runs
     finetune = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]  # the paper's, at --input-size
-    finetune.update(input_size=a.input_size, threads=a.threads, device=dev)
+    finetune.update(input_size=a.input_size, threads=a.threads, device=dev, pack=pack)
     config["finetune"] = {**finetune, **({"schedule": schedule} if schedule else {})}
     config["figures"] = {"runs": {"kind": "curves", "title": "n = 100", "metric": "final"}}
     path.write_text(yaml.safe_dump(config, allow_unicode=True))

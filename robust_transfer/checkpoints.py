@@ -18,6 +18,7 @@ import contextlib
 import os
 import pickle
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +125,26 @@ def save(model, dest: Path, meta: dict) -> dict:
     return payload
 
 
+_LOADED: OrderedDict[str, tuple[tuple, dict]] = OrderedDict()  # a runner's recent sources (runner.py)
+KEEP = 8  # sources kept in memory between a process's runs
+
+
 def load(path: Path):
-    """The source model of a canonical file, on the CPU, and its metadata."""
-    payload = safe_load(path)
+    """The source model of a canonical file, on the CPU, and its metadata. A process that trains
+    many runs (robust_transfer.runner) reads each source file once: the file's tensors are kept
+    (the last KEEP files, while the file is unchanged) and every model gets fresh copies."""
+    stat = os.stat(path)
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = str(Path(path).resolve())
+    if key in _LOADED and _LOADED[key][0] == stamp:
+        _LOADED.move_to_end(key)
+    else:
+        _LOADED[key] = (stamp, safe_load(path))
+        while len(_LOADED) > KEEP:
+            _LOADED.popitem(last=False)
+    payload = _LOADED[key][1]
     with torch.device("meta"):  # no random init to overwrite: a third of a job's start-up on the CPU
         model = resnet50(payload["num_classes"], payload["width_per_group"])
-    model.load_state_dict(payload["state_dict"], strict=True, assign=True)  # the loaded tensors become the weights
-    return model, payload["meta"]
+    weights = {k: v.clone() for k, v in payload["state_dict"].items()}  # training must not touch the kept ones
+    model.load_state_dict(weights, strict=True, assign=True)  # the copies become the weights
+    return model, dict(payload["meta"])

@@ -8,7 +8,7 @@ import tempfile
 
 import torch
 
-_LOCK = None  # keeps the GPU lock file open for the life of the process
+_LOCK = None  # (open GPU lock file, index): held for the life of the process
 
 
 class NoGPU(RuntimeError):
@@ -31,6 +31,8 @@ def pick(want: str = "auto", allow_cpu: bool = False, section: str = "finetune")
         if want == "auto" and allow_cpu:
             return torch.device("cpu")
         raise NoGPU(no_gpu_message(want, section))
+    if _LOCK is not None:  # a runner's later runs (robust_transfer.runner): the GPU it holds
+        return torch.device("cuda", _LOCK[1])
     count = torch.cuda.device_count()
     for i in range(count):
         f = open(os.path.join(tempfile.gettempdir(), f"robust_transfer-gpu{i}-uid{os.getuid()}.lock"), "w")
@@ -39,7 +41,7 @@ def pick(want: str = "auto", allow_cpu: bool = False, section: str = "finetune")
         except OSError:
             f.close()
             continue
-        _LOCK = f
+        _LOCK = (f, i)
         return torch.device("cuda", i)
     return torch.device("cuda", 0)  # more jobs than GPUs (no --resources gpu=N cap): share
 

@@ -130,6 +130,27 @@ def allow_cpu(config: dict, source: str | None = None) -> bool:
     return bool({**config["pretrain"], **config["sources"][source]["train"]}["allow_cpu"])
 
 
+def cluster_packs(config: dict, runs: list[Run]) -> dict[str, str]:
+    """Run path -> the name of its pack on a cluster (rules/finetune.smk `group:`; one
+    submission per pack): `runs` (those to be made) grouped by dataset, by size, source, k and
+    seed, cut so that a pack's time limits (run_minutes) add up to at most
+    pack.cluster_hours (a run longer than that is a pack of its own)."""
+    budget = config["pack"]["cluster_hours"] * 60
+    by_dataset: dict[str, list[Run]] = {}
+    for run in dict.fromkeys(runs):
+        by_dataset.setdefault(run.dataset, []).append(run)
+    packs = {}
+    for dataset, members in by_dataset.items():
+        pack, used = 0, 0
+        for run in sorted(members, key=lambda r: (size_key(r.size), r.source, r.k, r.seed)):
+            minutes = run_minutes(config, dataset, run.size)
+            if used and used + minutes > budget:
+                pack, used = pack + 1, 0
+            used += minutes
+            packs[run.path] = f"finetune-{dataset}-{pack}"
+    return packs
+
+
 def figure_selection(config: dict, fig: str) -> dict:
     """The runs a figure or table uses, with every default filled in from `grid`."""
     spec = config["figures"][fig]

@@ -65,8 +65,9 @@ class Normalize(nn.Module):
         return (x.clamp(0, 1) - self.mean) / self.std
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold, in place, every BatchNorm2d into the convolution that feeds it, for inference.
+def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
+    """Fold, in place, every BatchNorm2d into the convolution that feeds it, for inference;
+    returns the (convolution, BatchNorm) names folded.
 
     In eval mode BatchNorm is affine, gamma (z - mean) / sqrt(var + eps) + beta, so conv then BN
     is one convolution with weight W s and bias (b - mean) s + beta, s = gamma / sqrt(var + eps):
@@ -76,7 +77,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     must be in eval mode (BatchNorm in train mode normalises by batch statistics)."""
     if model.training:
         raise ValueError("fold_batchnorm: the model must be in eval mode")
-    for parent in list(model.modules()):
+    folded = []
+    for prefix, parent in list(model.named_modules()):
         names = list(parent._modules)
         for i, name in enumerate(names):
             bn = parent._modules[name]
@@ -89,16 +91,23 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             conv = parent._modules.get(conv_name) if conv_name else None
             if not isinstance(conv, nn.Conv2d):
                 continue
-            with torch.no_grad():
-                scale = bn.running_var.add(bn.eps).rsqrt()
-                if bn.weight is not None:
-                    scale = scale * bn.weight
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0)
-                conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
-                conv.bias = nn.Parameter(bias, requires_grad=False)
+            weight, bias = folded_weights(conv, bn)
+            conv.weight = nn.Parameter(weight, requires_grad=False)
+            conv.bias = nn.Parameter(bias, requires_grad=False)
             parent._modules[name] = nn.Identity()
-    return model
+            folded.append((f"{prefix}.{conv_name}".lstrip("."), f"{prefix}.{name}".lstrip(".")))
+    return folded
+
+
+def folded_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of `conv` followed by `bn` in eval mode, as one convolution."""
+    with torch.no_grad():
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0)
+        return conv.weight * scale.view(-1, 1, 1, 1), bias
 
 
 class Net(nn.Module):
@@ -120,20 +129,44 @@ class Net(nn.Module):
         self.to(device)
         return self.to(memory_format=torch.channels_last) if self.channels_last else self
 
-    def for_inference(self, fold: bool = True, dtype: torch.dtype | None = None, channels_last: bool = False) -> Net:
+    def for_inference(
+        self, fold: bool = True, dtype: torch.dtype | None = None, channels_last: bool = False, reuse: Net | None = None
+    ) -> Net:
         """A frozen copy for evaluation: eval mode, no gradients, BatchNorm folded into the
         convolutions (fold), the ResNet's weights cast once to `dtype` (instead of on every
         batch, as autocast does), in the memory layout asked for. The copy costs one model's
-        memory; made per evaluation, since training changes the weights in between."""
+        memory. `reuse`: a copy made earlier from this net with the same options, refreshed in
+        place with the current weights (the same numbers as a new copy, without copying the
+        module tree: a tenth of a second per evaluation on a ResNet-50)."""
+        options = (fold, dtype, channels_last)
+        if reuse is not None and getattr(reuse, "options", None) == options:
+            reuse.refresh(self)
+            return reuse
         net = copy.deepcopy(self).eval().requires_grad_(False)
-        if fold:
-            fold_batchnorm(net.model)
+        net.folded = [(f"model.{c}", f"model.{b}") for c, b in fold_batchnorm(net.model)] if fold else []
         if dtype is not None:
             net.model.to(dtype)
             net.dtype = dtype
         net.channels_last = channels_last
         net.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        net.options = options
         return net
+
+    def refresh(self, live: Net) -> None:
+        """This frozen copy's tensors from `live` (the net it was copied from), folded as when
+        it was made."""
+        with torch.no_grad():
+            mine = dict(self.named_parameters()) | dict(self.named_buffers())
+            theirs = dict(live.named_parameters()) | dict(live.named_buffers())
+            done = set()
+            for conv_name, bn_name in self.folded:
+                weight, bias = folded_weights(live.get_submodule(conv_name), live.get_submodule(bn_name))
+                mine[f"{conv_name}.weight"].copy_(weight)
+                mine[f"{conv_name}.bias"].copy_(bias)
+                done |= {f"{conv_name}.weight", f"{conv_name}.bias"}
+            for name, tensor in mine.items():
+                if name not in done:
+                    tensor.copy_(theirs[name])
 
     def forward(self, x):
         x = self.normalize(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ import torchvision
 
 from . import __version__, checkpoints, data, device, disk, files, grid, train
 from .models import prepare_for_transfer, resnet50
+
+_RUNS_BEFORE = [0]  # runs this process finished before the current one (robust_transfer.runner)
 
 
 def run_job(
@@ -86,6 +89,7 @@ def run_job(
         "wall_seconds": time.time() - start,
         "seconds": clock,  # this attempt's: inputs loaded, on the device, training, evaluation
         "device": device.name(dev),
+        "process": {"pid": os.getpid(), "runs_before": _RUNS_BEFORE[0]},  # runs a runner trained before this one
         "threads": threads,
         "versions": {
             "robust_transfer": __version__,
@@ -96,6 +100,7 @@ def run_job(
     }
     with disk.writing(outputs.meta, "run metadata"), open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
+    _RUNS_BEFORE[0] += 1
 
 
 def fingerprint(run, settings: dict, inputs) -> str:

@@ -62,6 +62,7 @@ class Loop:
     epoch: int = 0  # epochs done
     rows: list[dict] = field(default_factory=list)  # one per evaluation epoch
     crop: int = 0  # whole training images (train_crop: random): the size of the window taken
+    inference: dict = field(default_factory=dict)  # the frozen copy evaluations run (train.evaluate)
     started: float = field(default_factory=time.perf_counter)  # clock at epoch 0, earlier attempts included
 
     def elapsed(self) -> float:
@@ -148,11 +149,15 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
 SPEEDUPS = frozenset({"inference_mode", "fold_bn", "cast", "channels_last"})
 
 
-def evaluate(net: Net, x, y, cfg: dict, attack: Callable | None = None, speedups=SPEEDUPS) -> tuple[float, float]:
+def evaluate(
+    net: Net, x, y, cfg: dict, attack: Callable | None = None, speedups=SPEEDUPS, cache: dict | None = None
+) -> tuple[float, float]:
     """Accuracy (%) and mean cross-entropy of a device-resident split in eval mode: clean, or
     on the adversarial examples `attack` makes of each batch. Batches of cfg eval_batch_size;
     sums stay on the device: one host sync at the end. `net` itself is left as it was (a clean
-    evaluation runs a folded copy; other modules than a Net run as they are)."""
+    evaluation runs a folded copy; other modules than a Net run as they are). `cache`: where a
+    run keeps that copy between its evaluations (Loop.inference), refreshed rather than made
+    anew each time."""
     net.eval()
     if attack is not None:  # PGD needs input gradients, in fp32 as in training
         return _evaluate_attacked(net, x, y, cfg, attack)
@@ -165,7 +170,10 @@ def evaluate(net: Net, x, y, cfg: dict, attack: Callable | None = None, speedups
             fold="fold_bn" in speedups,
             dtype=torch.bfloat16 if cast else None,
             channels_last="channels_last" in speedups and (device.type == "cuda" or bf16),
+            reuse=None if cache is None else cache.get("net"),
         )
+        if cache is not None:
+            cache["net"] = model
         amp = "none" if cast else amp
     with torch.inference_mode() if "inference_mode" in speedups else torch.no_grad(), _amp(device, amp):
         loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -374,7 +382,7 @@ def finetune(
         trained += 1
         if loop.epoch in cfg["eval_epochs"]:
             t = time.perf_counter()
-            test_acc, test_loss = evaluate(loop.net, *loop.test, cfg)
+            test_acc, test_loss = evaluate(loop.net, *loop.test, cfg, cache=loop.inference)
             clock["eval"] += time.perf_counter() - t
             evaluated += 1
             row = dict(
@@ -413,7 +421,7 @@ def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print, r
         if resume is not None and loop.epoch < cfg["epochs"]:
             save_state(loop, resume)
         progress(epoch_line(loop, acc, loss, seconds, time_left(loop, clock, trained, 0)))
-    result = {"test_acc": evaluate(loop.net, *loop.test, cfg)[0]}
+    result = {"test_acc": evaluate(loop.net, *loop.test, cfg, cache=loop.inference)[0]}
     if loop.attack is not None:
         result["adv_test_acc"] = evaluate(loop.net, *loop.test, cfg, loop.attack)[0]
     progress(" ".join(f"{k}={v:.2f}" for k, v in result.items()))

@@ -1,3 +1,4 @@
+import collections
 import copy
 import os
 import re
@@ -186,7 +187,7 @@ def planned_jobs():
     for job in workflow.dag.needrun_jobs():
         w, name = job.wildcards, job.rule.name
         if name == "finetune":
-            runs.append(grid.Run(w.dataset, w.source, int(w.k), w.size, int(w.seed)))
+            runs.append(run_of(w))
         elif name == "prepare":
             datasets.add(w.dataset)
         elif name in ("pretrain_source", "source", "random_source"):
@@ -251,6 +252,53 @@ def finetune_runtime(wildcards, attempt):
 
 def pretrain_runtime(wildcards, attempt):
     return grid.pretrain_minutes(config, wildcards.source, attempt)
+
+
+# ---- packs on a cluster (finetune.pack.cluster_hours): the `group` of each fine-tuning job.
+# Snakemake forms groups only when jobs go to a cluster (and in its dry runs); a group job is one
+# submission asking for the sum of its runs' time limits, and its runs share a runner
+# (robust_transfer.runner).
+
+
+def run_of(wildcards):
+    return grid.Run(
+        wildcards.dataset,
+        wildcards.source,
+        int(wildcards.k),
+        wildcards.size,
+        int(wildcards.seed),
+    )
+
+
+def finetune_pack(wildcards):
+    """The pack of a run among the runs this invocation makes (grid.cluster_packs). Snakemake
+    asks once the jobs to run are known (before it forms groups); every pack of two or more
+    runs then becomes one group job (Snakemake merges only the jobs of a group named in its
+    group_components; --group-components given on the command line are kept)."""
+    global PACKS
+    if not workflow.non_local_exec:  # a local run or dry run: no groups (they cost time)
+        return None
+    if PACKS is None:
+        runs = [
+            run_of(job.wildcards)
+            for job in workflow.dag.needrun_jobs()
+            if job.rule.name == "finetune"
+        ]
+        packs = grid.cluster_packs(config, runs)
+        sizes = collections.Counter(packs.values())
+        PACKS = {path: pack for path, pack in packs.items() if sizes[pack] > 1}
+        settings = workflow.group_settings
+        merged = dict.fromkeys(PACKS.values(), max(1, len(runs)))
+        merged.update(settings.group_components)
+        settings.group_components = type(settings.group_components)(merged)
+        # A pack asks for one GPU and runs its members one after another, its time limit their
+        # sum: Snakemake lays a group job out within --resources, which on a cluster caps
+        # nothing else (profiles/slurm: the gpu resource is local to each submission).
+        workflow.global_resources["gpu"] = 1
+    return PACKS.get(run_of(wildcards).path)  # None: a run alone is a job of its own
+
+
+PACKS = None
 
 
 # ---- inputs and targets

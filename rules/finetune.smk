@@ -9,6 +9,8 @@ rule finetune:
         meta=f"{grid.RUN}.json",
     log:
         f"logs/finetune/{grid.RUN.removeprefix('results/runs/')}.log",
+    group:
+        finetune_pack
     conda:
         "../envs/workflow.yaml"
     threads: config["finetune"]["threads"]

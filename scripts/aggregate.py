@@ -2,6 +2,12 @@
 
 The same for every origin of runs: our per-run metrics, or the authors' converted logs."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "light")
+
 from robust_transfer import stats
 from robust_transfer.joblog import to_log
 

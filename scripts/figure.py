@@ -1,6 +1,13 @@
 """Snakemake entry point: draw one figure (PDF and PNG) from its summary table; with the authors' summary
 (`theirs`, rule compare), ours next to theirs in a table and both in one figure."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "light")
+
+
 import pandas as pd
 
 from robust_transfer import plots, stats

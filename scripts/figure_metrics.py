@@ -1,6 +1,13 @@
 """Snakemake entry point: a figure's lines as one tidy table (`dvc plots show`) and its headline
 numbers (`dvc metrics show`), from its summary table."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "light")
+
+
 import json
 
 from robust_transfer import metrics

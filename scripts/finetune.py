@@ -1,5 +1,11 @@
 """Snakemake entry point: one fine-tuning run (dataset, source, k, n, seed)."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "train")
+
 from robust_transfer.grid import Run, allow_cpu
 from robust_transfer.joblog import to_log
 from robust_transfer.runs import run_job

@@ -1,5 +1,11 @@
 """Snakemake entry point: train a source model, naturally or adversarially (PGD)."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "train")
+
 from pathlib import Path
 
 import torch

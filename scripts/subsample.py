@@ -1,5 +1,12 @@
 """Snakemake entry point: the indices of one (dataset, n, seed) training subset."""
 
+# First: the rest of this file runs in a runner process shared with other jobs (config: pack),
+# which has imported what follows already.
+from robust_transfer.runner import delegate
+
+delegate(snakemake, "light")
+
+
 import numpy as np
 
 from robust_transfer import data

@@ -3,8 +3,9 @@
 (tests/slurm_cluster.py: Debian's slurm-wlm and munge, installed when absent, two fake GPUs as
 GRES), in a fresh copy of the workflow. Checked: every non-local job went through sbatch, GPU
 jobs asked for exactly one GPU and for the time limit their rule estimates, and the numbers equal
-the local run of the README's demo (the session fixture `demo`). Then the same fine-tuning runs
-packed two to a SLURM job: half the submissions, one GPU each, the same numbers.
+the local run of the README's demo (the session fixture `demo`). That run sends each fine-tuning
+run alone; then the same runs go out packed as profiles/slurm packs them by default (the runs of
+one dataset together): half the submissions, one GPU each, the same numbers.
 
 Outside CI, a machine that cannot run the cluster (not root, no apt-get, install or start failed)
 skips these tests and says why; under CI (CI=true) that is a failure with the reason."""
@@ -31,8 +32,6 @@ TARGET = f"figures/{FIG}.md"
 # cluster's helper adds a 2 s first status check (the plugin's default waits 40 s).
 SLURM = ["--profile", "profiles/slurm", "--workflow-profile", "profiles/demo", "--slurm-no-account"]
 SLURM += list(SlurmCluster.SNAKEMAKE_ARGS)
-PACK = 2  # fine-tuning runs per SLURM job in the packed run
-PACKING = ["--groups", "finetune=finetune_pack", "--group-components", f"finetune_pack={PACK}", "--resources", "gpu=1"]
 GPU_RULES = {"finetune", "pretrain_source"}
 TIMEOUT = 900  # seconds for one Snakemake run (SIGKILL after; the cluster's stop() cancels the rest)
 
@@ -95,36 +94,23 @@ def rule_of(job: dict) -> str:
 
 @pytest.fixture(scope="module")
 def cluster_run(slurm, tmp_path_factory) -> ClusterRun:
-    """The demo's Table 2 and all it needs, in a fresh copy of the workflow, through SLURM, with
-    a user's overlay on top of the demo's: Snakemake alone would drop config.demo.yaml for
-    --configfile mine.yaml, and the cluster jobs would train the paper's settings. Each job gets
-    the composed list (config.demo.yaml mine.yaml) back, so the numbers equal the local demo's."""
+    """The demo's Table 2 and all it needs, in a fresh copy of the workflow, through SLURM, one
+    fine-tuning run per SLURM job (as before packing: a pack smaller than any run), with a user's
+    overlay on top of the demo's: Snakemake alone would drop config.demo.yaml for --configfile
+    mine.yaml, and the cluster jobs would train the paper's settings. Each job gets the composed
+    list (config.demo.yaml mine.yaml) back, so the numbers equal the local demo's."""
     root = copy_workflow(tmp_path_factory.mktemp("slurm") / "workflow")
-    (root / "mine.yaml").write_text("aggregate: {bootstrap_seed: 0}  # the demo's own value: no number changes\n")
+    (root / "mine.yaml").write_text(
+        "aggregate: {bootstrap_seed: 0}  # the demo's own value: no number changes\n"
+        "finetune: {pack: {cluster_hours: 0.01}}  # every run alone: one submission each\n"
+    )
     return run_on_cluster(slurm, root, "--configfile", "mine.yaml")
 
 
 @pytest.fixture(scope="module")
 def packed_run(cluster_run, slurm) -> ClusterRun:
-    """The same fine-tuning runs again, PACK to a SLURM job (the README's packing flags)."""
-    return run_on_cluster(slurm, cluster_run.root, "--forcerun", "finetune", *PACKING)
-
-
-def test_slurm_profile_leaves_time_limits_to_the_rules(tmp_path):
-    """No cluster needed: in a dry run of the paper's Fig 5c through profiles/slurm, each
-    fine-tuning job's runtime is its rule's estimate (set-resources would override it)."""
-    root = copy_workflow(tmp_path / "workflow")
-    cmd = [*SNAKEMAKE, "-n", "figures/fig5c.pdf", "--profile", "profiles/slurm"]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    config = load_config()
-    jobs = re.findall(r"^rule finetune:\n(.*?)(?=^\S)", proc.stdout, re.M | re.S)
-    assert len(jobs) > 900  # 972 runs
-    for job in jobs:
-        wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", job).group(1)))
-        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", job).group(1)))
-        assert int(resources["runtime"]) == grid.run_minutes(config, wildcards["dataset"], wildcards["size"])
-        assert resources["gpu"] == "1" and resources["mem_mb"] == "12000", resources
+    """The same fine-tuning runs again, packed as profiles/slurm packs them by default."""
+    return run_on_cluster(slurm, cluster_run.root, "--forcerun", "finetune")
 
 
 @pytest.mark.slow
@@ -161,13 +147,19 @@ def test_numbers_equal_the_local_demo(cluster_run, demo):
 
 
 @pytest.mark.slow
-def test_packed_runs_take_fewer_submissions_and_give_the_same_numbers(packed_run, demo):
-    runs = len(packed_run.metrics)
-    assert len(packed_run.job_ids) == runs // PACK == len(packed_run.jobs) == 2
+def test_packed_runs_take_fewer_submissions_and_give_the_same_numbers(packed_run, cluster_run, demo):
+    """By default the runs of one dataset go out together: Table 2's four runs (two datasets) in
+    two submissions, each asking for one GPU and the sum of its runs' time limits."""
+    config = load_config("config.demo.yaml")
+    runs = grid.figure_runs(config, FIG)
+    assert len(runs) == 4 and len({r.dataset for r in runs}) == 2
+    assert len(packed_run.job_ids) == len(packed_run.jobs) == 2
     for job in packed_run.jobs:
-        assert job["Comment"].startswith("rule_finetune_pack"), job
+        assert job["Comment"].startswith("rule_finetune-"), job
         assert job["TresPerJob"] == "gres:gpu:1" and job["JobState"] == "COMPLETED", job
-        minutes = PACK * grid.run_minutes(load_config("config.demo.yaml"), "lfw_8", "80")  # the pack's runs, summed
+        minutes = 2 * grid.run_minutes(config, "lfw_8", "full")  # the pack's two runs, summed
         assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
     assert packed_run.metrics == run_metrics(demo.root)
     assert packed_run.summary == (demo.root / "results" / "figures" / FIG / "summary.csv").read_text()
+    unpacked = sum(rule_of(j) == "finetune" for j in cluster_run.jobs)
+    print(f"Table 2's 4 runs: {unpacked} submissions one run each, 2 packed; wall {packed_run.seconds:.0f} s packed")

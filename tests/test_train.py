@@ -762,7 +762,32 @@ def test_the_evaluation_copy_is_folded_cast_and_laid_out_as_its_precision_asks(a
     asked, copy = [], train.Net.for_inference
     monkeypatch.setattr(train.Net, "for_inference", lambda self, **kw: (asked.append(kw), copy(self, **kw))[1])
     train.evaluate(_trained_net(), *_eval_data(8), {**CFG, "amp": amp})
-    assert asked == [{"fold": True, "dtype": dtype, "channels_last": channels_last}]
+    assert asked == [{"fold": True, "dtype": dtype, "channels_last": channels_last, "reuse": None}]
+
+
+@pytest.mark.parametrize("dtype, channels_last", [(None, False), (torch.bfloat16, True)], ids=["fp32", "bf16"])
+def test_a_refreshed_evaluation_copy_equals_a_new_one(dtype, channels_last):
+    """A run's later evaluations refresh the copy made at its first (no module tree copied):
+    after the weights and BatchNorm statistics move, every tensor of the refreshed copy equals a
+    new copy's, bit for bit, and so do the logits."""
+    net = _trained_net()
+    first = net.for_inference(fold=True, dtype=dtype, channels_last=channels_last)
+    with torch.no_grad():  # training moves weights and running statistics
+        for t in [*net.parameters(), *net.buffers()]:
+            if t.is_floating_point():
+                t.mul_(1.01).add_(0.001)
+    again = net.for_inference(fold=True, dtype=dtype, channels_last=channels_last, reuse=first)
+    fresh = net.for_inference(fold=True, dtype=dtype, channels_last=channels_last)
+    assert again is first
+    ours, theirs = again.state_dict(), fresh.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(again(x), fresh(x))
+    other = net.for_inference(fold=False, reuse=first)  # other options: a new copy
+    assert other is not first
 
 
 # --- progress: one log line per epoch ------------------------------------------------------------
