@@ -27,10 +27,9 @@ rule figure:
         "../scripts/figure.py"
 
 
-rule table:
-    input:
-        summary="results/figures/{fig}/summary.csv",
-        code=PLOTS_CODE,
+# A table: the figure rule's inputs, settings and script (which writes a table when its outputs
+# are csv and md).
+use rule figure as table with:
     output:
         csv=report(
             "figures/{fig}.csv",
@@ -43,12 +42,3 @@ rule table:
         "logs/table/{fig}.log",
     wildcard_constraints:
         fig=_choice(TABLES),
-    priority: 1
-    localrule: True
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        spec=figure_spec,
-        caption=figure_caption,
-    script:
-        "../scripts/table.py"

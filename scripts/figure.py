@@ -1,12 +1,12 @@
 """Snakemake entry point: draw one figure (PDF and PNG) from its summary table; with the authors' summary
-(`theirs`, rule compare), ours next to theirs in a table and both in one figure."""
+(`theirs`, rule compare), ours next to theirs in a table and both in one figure. Rule table (and
+its kin, whose outputs are `csv` and `md`): the table (CSV and Markdown) instead."""
 
 # First: the rest of this file runs in a runner process shared with other jobs (config: pack),
 # which has imported what follows already.
 from robust_transfer.runner import delegate
 
 delegate(snakemake, "light")
-
 
 import pandas as pd
 
@@ -15,8 +15,11 @@ from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 summary = pd.read_csv(snakemake.input.summary, dtype={"size": str})
-theirs = None
-if "theirs" in snakemake.input.keys():
-    theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str})
-    stats.compare(summary, theirs).to_csv(snakemake.output.table, index=False, float_format="%.3f")
-plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs, png=snakemake.output.png)
+if "md" in snakemake.output.keys():  # a table
+    plots.write_table(summary, snakemake.params.spec, snakemake.output.csv, snakemake.output.md)
+else:
+    theirs = None
+    if "theirs" in snakemake.input.keys():
+        theirs = pd.read_csv(snakemake.input.theirs, dtype={"size": str})
+        stats.compare(summary, theirs).to_csv(snakemake.output.table, index=False, float_format="%.3f")
+    plots.plot_figure(summary, snakemake.params.spec, snakemake.output.pdf, reference=theirs, png=snakemake.output.png)

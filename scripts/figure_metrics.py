@@ -7,7 +7,6 @@ from robust_transfer.runner import delegate
 
 delegate(snakemake, "light")
 
-
 import json
 
 from robust_transfer import metrics

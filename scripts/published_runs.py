@@ -6,7 +6,6 @@ from robust_transfer.runner import delegate
 
 delegate(snakemake, "light")
 
-
 import pandas as pd
 
 from robust_transfer import published, stats

@@ -6,7 +6,6 @@ from robust_transfer.runner import delegate
 
 delegate(snakemake, "light")
 
-
 import numpy as np
 
 from robust_transfer import data

@@ -10,7 +10,7 @@ from conftest import load_config
 from robust_transfer import checkpoints, grid, stats
 
 pytestmark = pytest.mark.slow
-MINUTES = 5  # the README's promise for 2 cores
+MINUTES = 3.5  # 210 s: the target for 2 cores since jobs share runner processes (README: 3 to 5 minutes)
 
 
 def demo_numbers(root) -> dict:
@@ -36,7 +36,7 @@ def demo_numbers(root) -> dict:
 def test_the_readme_demo_shows_learning(demo, capsys):
     """On every target the mean final accuracy at the largest n is at least halfway from chance
     to 100 %; for every source, accuracy rises from the smallest n to the largest; at most 5 %
-    of runs collapse; and the demo takes at most five minutes (30 % more allowed for a slower
+    of runs collapse; and the demo takes at most 3.5 minutes (50 % more allowed for a slower
     machine; the time is printed)."""
     got = demo_numbers(demo.root)
     final = got["final"]
@@ -59,7 +59,8 @@ def test_the_readme_demo_shows_learning(demo, capsys):
             assert sizes.iloc[-1] > sizes.iloc[0], f"{dataset}/{source}: no rise with n ({sizes.round(1).to_dict()})"
     assert got["collapsed"] <= 0.05 * len(final), f"{got['collapsed']} of {len(final)} runs collapsed"
     # 2-core machines vary: the same code took 287 s on one VM and 339 s on another (docs/demo.md);
-    # a margin of 50 %, and the time is printed above
+    # a margin of 50 %, and the time is printed above. One process per job again (378 s on the
+    # development VM) fails it.
     assert demo.seconds <= MINUTES * 60 * 1.5, f"the demo took {demo.seconds:.0f} s"
 
 
