@@ -62,7 +62,7 @@ def run_job(
 
     start = time.time()
     split = (images, labels) + (() if extents is None else (extents,))
-    test = data.load_split(inputs.test)
+    test = device_split(inputs.test, dev)
     clock = {"load": time.perf_counter() - loading}
     rows = train.finetune(model, split, test, settings, run.seed, dev, resume=resume, clock=clock)
     fields = dict(
@@ -101,6 +101,20 @@ def run_job(
     with disk.writing(outputs.meta, "run metadata"), open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
     _RUNS_BEFORE[0] += 1
+
+
+_ON_DEVICE: dict[tuple, tuple] = {}  # the last test split put on a device, with its file's stamp
+
+
+def device_split(path, dev) -> tuple:
+    """A test split on the device, read and copied once per process while its file is unchanged
+    (a runner's runs of one dataset share it; evaluation only reads it)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, str(dev))
+    if key not in _ON_DEVICE:
+        _ON_DEVICE.clear()  # one at a time: device memory is the scarce part
+        _ON_DEVICE[key] = train.to_device(*data.load_split(path), device=dev)
+    return _ON_DEVICE[key]
 
 
 def fingerprint(run, settings: dict, inputs) -> str:

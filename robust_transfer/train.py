@@ -39,7 +39,10 @@ def seed_everything(seed: int, device) -> torch.Generator:
 
 def to_device(images: np.ndarray, labels: np.ndarray, *extents, device) -> tuple[torch.Tensor, ...]:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) uint8 on the device, labels int64 (and the (N, 2)
-    extents of whole images of different sizes, when the split keeps them)."""
+    extents of whole images of different sizes, when the split keeps them). A split already on
+    the device as such (a runner's test split, runs.device_split) is returned as it is."""
+    if isinstance(images, torch.Tensor):
+        return (images, labels, *extents)
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
     return (x, torch.from_numpy(labels).to(device), *(torch.from_numpy(e).to(device) for e in extents))
 
