@@ -234,7 +234,10 @@ def problems(config: dict, schema: dict) -> list[str]:
         node = schema
         for part in ref.removeprefix("#/").split("/"):
             node = node[part]
-        return {**node, **{k: v for k, v in sub.items() if k != "$ref"}}
+        merged = {**node, **{k: v for k, v in sub.items() if k != "$ref"}}
+        # a section's own keys add to those of the definition it refers to (finetune: training's)
+        merged["properties"] = {**node.get("properties", {}), **sub.get("properties", {})}
+        return merged
 
     lines: list[str] = []
     for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):

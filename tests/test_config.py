@@ -114,6 +114,16 @@ def test_a_config_error_is_one_short_line_per_problem(workflow):
     assert "$defs" not in err and "additionalProperties" not in err
 
 
+def test_an_unknown_key_in_a_section_built_on_a_definition_is_the_only_line():
+    """finetune's keys come from the schema's `training` definition and its own: a stray key
+    there is one line, not one per valid key (it was 15 lines: every training key 'unknown')."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["finetune"]["packs"] = {"runs": 1}
+    assert configs.problems(config, SCHEMA) == ["finetune.packs: unknown key"]
+    config["finetune"]["threads"], config["finetune"]["thread"] = "x", 2  # typo'd key beside a valid one
+    assert "finetune.thread: unknown key; did you mean 'threads'?" in configs.problems(config, SCHEMA)
+
+
 def test_problems_name_nested_keys_and_missing_ones():
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["finetune"]["augment"]["pda"] = 4

@@ -102,7 +102,7 @@ def cluster_run(slurm, tmp_path_factory) -> ClusterRun:
     root = copy_workflow(tmp_path_factory.mktemp("slurm") / "workflow")
     (root / "mine.yaml").write_text(
         "aggregate: {bootstrap_seed: 0}  # the demo's own value: no number changes\n"
-        "finetune: {pack: {cluster_hours: 0.01}}  # every run alone: one submission each\n"
+        "pack: {cluster_hours: 0.01}  # every run alone: one submission each\n"
     )
     return run_on_cluster(slurm, root, "--configfile", "mine.yaml")
 
