@@ -276,9 +276,7 @@ def finetune_pack(wildcards):
     runs then becomes one group job (Snakemake merges only the jobs of a group named in its
     group_components; --group-components given on the command line are kept)."""
     global PACKS
-    if (
-        not workflow.non_local_exec
-    ):  # a local run or dry run: no groups (they cost time)
+    if not workflow.non_local_exec_or_dryrun:  # a local run: Snakemake forms no groups
         return None
     if PACKS is None:
         runs = [

@@ -43,6 +43,7 @@ use rule aggregate as published_aggregate with:
         summary="results/published/figures/{fig}/summary.csv",
     log:
         "logs/published_aggregate/{fig}.log",
+    localrule: True  # not inherited by `use rule`
 
 
 use rule figure as published_figure with:
@@ -54,6 +55,7 @@ use rule figure as published_figure with:
         png="figures/published/{fig}.png",
     log:
         "logs/published_figure/{fig}.log",
+    localrule: True  # not inherited by `use rule`
 
 
 use rule table as published_table with:
@@ -65,6 +67,7 @@ use rule table as published_table with:
         md="figures/published/{fig}.md",
     log:
         "logs/published_table/{fig}.log",
+    localrule: True  # not inherited by `use rule`
 
 
 use rule figure as compare with:
@@ -78,3 +81,4 @@ use rule figure as compare with:
         png="figures/compare/{fig}.png",
     log:
         "logs/compare/{fig}.log",
+    localrule: True  # not inherited by `use rule`

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SNAKEMAKE, copy_workflow, load_config, missing
+from conftest import REPO, SNAKEMAKE, copy_workflow, load_config, missing
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 from robust_transfer import grid
@@ -111,6 +111,53 @@ def cluster_run(slurm, tmp_path_factory) -> ClusterRun:
 def packed_run(cluster_run, slurm) -> ClusterRun:
     """The same fine-tuning runs again, packed as profiles/slurm packs them by default."""
     return run_on_cluster(slurm, cluster_run.root, "--forcerun", "finetune")
+
+
+def test_only_training_preparing_and_converting_jobs_leave_the_submitting_machine():
+    """Snakemake's own view of the workflow: every other rule is local, the `use rule` copies
+    too (Snakemake does not carry `localrule` over to them: each says it again)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(),
+            storage_settings=StorageSettings(),
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+        )._workflow
+        local = workflow._localrules
+        remote = {rule.name for rule in workflow.rules if rule.name not in local and not rule.norun}
+    assert remote == {"finetune", "pretrain_source", "prepare", "source"}
+
+
+def test_slurm_profile_packs_fig5c_and_leaves_time_limits_to_the_rules(tmp_path):
+    """No cluster needed: a dry run of the paper's Fig 5c through profiles/slurm sends its 972
+    fine-tuning runs out as at most 100 packs (group jobs, one submission each), each holding
+    runs of one dataset; each run's runtime is its rule's estimate (set-resources would
+    override it), and a pack's estimates add up to at most pack.cluster_hours."""
+    root = copy_workflow(tmp_path / "workflow")
+    cmd = [*SNAKEMAKE, "-n", "figures/fig5c.pdf", "--profile", "profiles/slurm"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    config = load_config()
+    packs = re.split(r"^\S.* Group job (finetune-\S+) .*\n", proc.stdout, flags=re.M)[1:]
+    assert 0 < len(packs) // 2 <= 100, len(packs) // 2
+    minutes = {}
+    for name, text in zip(packs[::2], packs[1::2], strict=True):
+        text = re.split(r"^\S", text, flags=re.M)[0]  # the group's own (indented) jobs
+        sizes = re.findall(r"wildcards: dataset=(\w+), source=\w+, k=\d+, size=(\w+)", text)
+        assert {d for d, _ in sizes} == {name.split("-")[1]}
+        minutes[name] = sum(grid.run_minutes(config, d, s) for d, s in sizes)
+    assert all(m <= 60 * config["pack"]["cluster_hours"] for m in minutes.values())
+    jobs = re.findall(r"^ *rule finetune:\n(.*?)(?=^\S|^\s*\[)", proc.stdout, re.M | re.S)
+    assert len(jobs) == 972
+    for job in jobs:
+        wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", job).group(1)))
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", job).group(1)))
+        assert int(resources["runtime"]) == grid.run_minutes(config, wildcards["dataset"], wildcards["size"])
+        assert resources["gpu"] == "1" and resources["mem_mb"] == "12000", resources
 
 
 @pytest.mark.slow
