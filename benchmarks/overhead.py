@@ -16,7 +16,7 @@ run_job does them now (the subset's rows; the model built on the meta device).
 seeds at n = 100 (config.yaml's schedule: 100 epochs, 6 evaluations, at --input-size): Snakemake
 on a one-rule Snakefile (its floor), a dry run of one run of the paper's grid (what every cluster
 job parses), then the runs (a) one Snakemake per run, as unpacked cluster jobs, (b) one Snakemake
-for all, each run in its own process (finetune.pack.runs: 1, as before packing), (c) one
+for all, each run in its own process (pack.runs: 1, as before packing), (c) one
 Snakemake for all, the runs in a runner (the default packing, robust_transfer.runner), (d) one
 Python process for all (imports once: the floor). Each run's training and evaluation seconds
 come from its metadata (runs.run_job). Last, the per-run overhead inside a pack: --runs and
@@ -279,7 +279,7 @@ def sequence(a, dev: str) -> None:
     print("| what | seconds |\n|---|---|")
     print(f"| a one-rule Snakefile, one job: Snakemake's floor | {floor:.2f} |")
     print(f"| dry run of one run of the paper's grid (parse, validate, DAG; every cluster job does it) | {parse:.2f} |")
-    print(f"| one finetune job through Snakemake | {one_smk:.2f} |")
+    print(f"| one finetune job through Snakemake, in its own process (pack.runs: 1) | {one_smk:.2f} |")
     print(f"| the same run through run_job in a fresh Python process | {one_job:.2f} |")
     print(f"| Snakemake's cost per job (the difference) | {one_smk - one_job:.2f} |")
     epochs = f"{a.epochs} epochs" if a.epochs else "config.yaml's schedule"
@@ -300,7 +300,7 @@ def conf(name: str) -> list[str]:
     return ["--configfile", f"{name}.yaml", "--replace-workflow-config"]
 
 
-IDLE = 3  # seconds a runner waits for its next run (finetune.pack.idle) in these configs
+IDLE = 3  # seconds a runner waits for its next job (pack.idle) in these configs
 
 
 def write_config(path: Path, work: Path, a, dev: str, schedule, pack: dict) -> dict:
@@ -319,8 +319,9 @@ def write_config(path: Path, work: Path, a, dev: str, schedule, pack: dict) -> d
     config["grid"].update(datasets=[DATASET], sources=["natural"], k=[3], sizes=[100])
     config["grid"]["seeds"]["count"] = 2 * a.runs
     finetune = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]  # the paper's, at --input-size
-    finetune.update(input_size=a.input_size, threads=a.threads, device=dev, pack=pack)
+    finetune.update(input_size=a.input_size, threads=a.threads, device=dev)
     config["finetune"] = {**finetune, **({"schedule": schedule} if schedule else {})}
+    config["pack"] = pack
     config["figures"] = {"runs": {"kind": "curves", "title": "n = 100", "metric": "final"}}
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return grid.run_settings(config, DATASET, "natural", "100")
