@@ -293,6 +293,9 @@ def _serve_one(request: dict, conn: socket.socket) -> tuple[bool, str | None, bo
         sys.stdout, sys.stderr, sys.excepthook = saved[:3]
         logging.basicConfig(stream=sys.stdout, level=logging.INFO, force=True)
         os.chdir(saved[3])
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():  # an idle runner holds no cached GPU memory
+            torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> None:
