@@ -20,6 +20,16 @@ include: "rules/figures.smk"
 include: "rules/published.smk"
 
 
+# Rules made with `use rule ... with:` run where their originals run, here and not on a cluster;
+# Snakemake does not carry `localrule` over to them.
+localrules:
+    table,
+    published_aggregate,
+    published_figure,
+    published_table,
+    compare,
+
+
 onstart:
     before_work()
 

@@ -42,5 +42,3 @@ use rule figure as table with:
         "logs/table/{fig}.log",
     wildcard_constraints:
         fig=_choice(TABLES),
-    # not inherited by `use rule`: a table is drawn here, not submitted to a cluster
-    localrule: True

@@ -43,7 +43,6 @@ use rule aggregate as published_aggregate with:
         summary="results/published/figures/{fig}/summary.csv",
     log:
         "logs/published_aggregate/{fig}.log",
-    localrule: True  # not inherited by `use rule`
 
 
 use rule figure as published_figure with:
@@ -55,19 +54,17 @@ use rule figure as published_figure with:
         png="figures/published/{fig}.png",
     log:
         "logs/published_figure/{fig}.log",
-    localrule: True  # not inherited by `use rule`
 
 
-use rule table as published_table with:
-    input:
-        summary="results/published/figures/{fig}/summary.csv",
-        code=PLOTS_CODE,
+# the published figure's inputs, with a table's outputs (scripts/figure.py writes a table then)
+use rule published_figure as published_table with:
     output:
         csv="figures/published/{fig}.csv",
         md="figures/published/{fig}.md",
     log:
         "logs/published_table/{fig}.log",
-    localrule: True  # not inherited by `use rule`
+    wildcard_constraints:
+        fig=_choice(TABLES),
 
 
 use rule figure as compare with:
@@ -81,4 +78,3 @@ use rule figure as compare with:
         png="figures/compare/{fig}.png",
     log:
         "logs/compare/{fig}.log",
-    localrule: True  # not inherited by `use rule`
