@@ -42,6 +42,12 @@ class Run:
     def path(self) -> str:
         return RUN.format(**asdict(self))
 
+    @classmethod
+    def of(cls, wildcards) -> Run:
+        """The run of a finetune job's wildcards (text, as Snakemake gives them)."""
+        w = wildcards
+        return cls(w.dataset, w.source, int(w.k), w.size, int(w.seed))
+
 
 def size_key(size) -> float:
     """Sort key and numeric value of a size label; "full" sorts last."""

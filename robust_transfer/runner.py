@@ -46,7 +46,6 @@ import traceback
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-POOLS = ("train", "light")  # training jobs (a GPU each, torch); everything else
 # what decides which device and how many threads a job gets: runners differ when these do
 ENVIRONMENT = (
     "CUDA_VISIBLE_DEVICES",
@@ -58,8 +57,7 @@ ENVIRONMENT = (
     "SLURM_JOB_ID",
 )
 START_SECONDS = 300  # a new runner must listen within this (imports on a slow shared disk)
-SERVING = False  # True inside a runner: delegate() lets the script run here
-INSIDE = "ROBUST_TRANSFER_RUNNER"  # set in a runner's environment: never a runner inside a runner
+INSIDE = "ROBUST_TRANSFER_RUNNER"  # set in a runner's environment: its scripts run there, no runner in a runner
 MAX_SLOTS = 256  # more clients at once than this is a bug, not a workload
 
 
@@ -99,7 +97,7 @@ def delegate(smk, pool: str) -> None:
     """First line of a script: run the rest of it in a runner of `pool` and end this process
     (its exit status the job's), unless this already is a runner or the config's pack.runs is 1
     (then the script goes on here, as Snakemake runs any script)."""
-    if SERVING or os.environ.get(INSIDE):  # inside a runner (INSIDE: its children too): run here
+    if os.environ.get(INSIDE):  # this is a runner (or a process it started): run here
         return
     pack = smk.config["pack"]
     if pack["runs"] <= 1:
@@ -192,8 +190,6 @@ def _start(name: str, slot: int, pack: dict) -> socket.socket:
 
 
 def serve(name: str, slot: int, jobs: int, idle: float) -> None:
-    global SERVING
-    SERVING = True
     os.environ[INSIDE] = "1"
     lock, path = slot_paths(name, slot)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -309,7 +305,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # run as the package's module, not as __main__: the scripts' `delegate` must see SERVING
-    from robust_transfer import runner
-
-    runner.main()
+    main()

@@ -16,7 +16,7 @@ import torchvision
 from . import __version__, checkpoints, data, device, disk, files, grid, train
 from .models import prepare_for_transfer, resnet50
 
-_RUNS_BEFORE = [0]  # runs this process finished before the current one (robust_transfer.runner)
+RUNS_DONE = 0  # runs this process finished (a runner trains many: robust_transfer.runner)
 
 
 def run_job(
@@ -89,7 +89,7 @@ def run_job(
         "wall_seconds": time.time() - start,
         "seconds": clock,  # this attempt's: inputs loaded, on the device, training, evaluation
         "device": device.name(dev),
-        "process": {"pid": os.getpid(), "runs_before": _RUNS_BEFORE[0]},  # runs a runner trained before this one
+        "process": {"pid": os.getpid(), "runs_before": RUNS_DONE},  # runs its process trained before this one
         "threads": threads,
         "versions": {
             "robust_transfer": __version__,
@@ -100,7 +100,8 @@ def run_job(
     }
     with disk.writing(outputs.meta, "run metadata"), open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
-    _RUNS_BEFORE[0] += 1
+    global RUNS_DONE
+    RUNS_DONE += 1
 
 
 _ON_DEVICE: dict[tuple, tuple] = {}  # the last test split put on a device, with its file's stamp

@@ -187,7 +187,7 @@ def planned_jobs():
     for job in workflow.dag.needrun_jobs():
         w, name = job.wildcards, job.rule.name
         if name == "finetune":
-            runs.append(run_of(w))
+            runs.append(grid.Run.of(w))
         elif name == "prepare":
             datasets.add(w.dataset)
         elif name in ("pretrain_source", "source", "random_source"):
@@ -254,20 +254,10 @@ def pretrain_runtime(wildcards, attempt):
     return grid.pretrain_minutes(config, wildcards.source, attempt)
 
 
-# ---- packs on a cluster (finetune.pack.cluster_hours): the `group` of each fine-tuning job.
+# ---- packs on a cluster (pack.cluster_hours): the `group` of each fine-tuning job.
 # Snakemake forms groups only when jobs go to a cluster (and in its dry runs); a group job is one
 # submission asking for the sum of its runs' time limits, and its runs share a runner
 # (robust_transfer.runner).
-
-
-def run_of(wildcards):
-    return grid.Run(
-        wildcards.dataset,
-        wildcards.source,
-        int(wildcards.k),
-        wildcards.size,
-        int(wildcards.seed),
-    )
 
 
 def finetune_pack(wildcards):
@@ -280,7 +270,7 @@ def finetune_pack(wildcards):
         return None
     if PACKS is None:
         runs = [
-            run_of(job.wildcards)
+            grid.Run.of(job.wildcards)
             for job in workflow.dag.needrun_jobs()
             if job.rule.name == "finetune"
         ]
@@ -295,7 +285,9 @@ def finetune_pack(wildcards):
         # sum: Snakemake lays a group job out within --resources, which on a cluster caps
         # nothing else (profiles/slurm: the gpu resource is local to each submission).
         workflow.global_resources["gpu"] = 1
-    return PACKS.get(run_of(wildcards).path)  # None: a run alone is a job of its own
+    return PACKS.get(
+        grid.Run.of(wildcards).path
+    )  # None: a run alone is a job of its own
 
 
 PACKS = None

@@ -11,8 +11,7 @@ from robust_transfer.joblog import to_log
 from robust_transfer.runs import run_job
 
 to_log(snakemake)
-w = snakemake.wildcards
-run = Run(w.dataset, w.source, int(w.k), w.size, int(w.seed))
+run = Run.of(snakemake.wildcards)
 # allow_cpu, like threads, says where the job runs: read from the config, not a param (no rerun)
 cpu_ok = allow_cpu(snakemake.config)
 log = snakemake.log[0] if snakemake.log else None
