@@ -37,6 +37,7 @@ def run_job(
 
     Before anything is loaded: the device (device.pick) and every folder the job writes; before
     training: room on disk for its resume state and outputs."""
+    global RUNS_DONE
     loading = time.perf_counter()
     device.setup(threads, settings["deterministic"])
     dev = device.pick(settings["device"], allow_cpu, "finetune")
@@ -100,7 +101,6 @@ def run_job(
     }
     with disk.writing(outputs.meta, "run metadata"), open(outputs.meta, "w") as f:
         json.dump(meta, f, indent=1)
-    global RUNS_DONE
     RUNS_DONE += 1
 
 
