@@ -18,6 +18,7 @@ include: "rules/finetune.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 include: "rules/published.smk"
+include: "rules/claims.smk"
 
 
 # Rules made with `use rule ... with:` run where their originals run, here and not on a cluster;
@@ -28,6 +29,9 @@ localrules:
     published_figure,
     published_table,
     compare,
+    study_claims,
+    published_claims,
+    published_study_claims,
 
 
 onstart:
@@ -51,6 +55,20 @@ rule all:
 rule published_figures:
     input:
         figure_files("figures/published/", IN_ALL),
+
+
+# Salman et al. (NeurIPS 2020), the second study: `snakemake salman2020` (every figure and table
+# from our runs), `snakemake salman2020_published` (from their published tables, no GPU).
+
+
+rule salman2020:
+    input:
+        figure_files("figures/", grid.in_all(config, "salman2020")),
+
+
+rule salman2020_published:
+    input:
+        figure_files("figures/published/", grid.in_all(config, "salman2020")),
 
 
 # The targets of dvc.yaml's stages (docs/dvc.md): DVC versions what each one builds.

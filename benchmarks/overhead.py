@@ -66,7 +66,7 @@ def child_phases(spec: dict) -> dict:
     lap("import torchvision")
     import numpy as np
 
-    from robust_transfer import checkpoints, data, device, runs, train  # noqa: F401
+    from robust_transfer import checkpoints, device, runs, store, train  # noqa: F401
     from robust_transfer.models import prepare_for_transfer, resnet50
 
     lap("import robust_transfer")
@@ -82,13 +82,13 @@ def child_phases(spec: dict) -> dict:
     idx = np.load(work / "subset.npy")
     with np.load(work / "train.npz") as f:
         f["labels"].max()
-    images, labels = data.load_split(work / "train.npz", rows=idx)
+    images, labels = store.load_split(work / "train.npz", rows=idx)
     lap("training split: the subset's rows")
     t = time.perf_counter()
-    whole = data.load_split(work / "train.npz")
+    whole = store.load_split(work / "train.npz")
     whole[0][idx], whole[1][idx]
     lap("training split: whole (before)", t)
-    test = data.load_split(work / "test.npz")
+    test = store.load_split(work / "test.npz")
     lap("test split")
     t = time.perf_counter()
     model, _ = checkpoints.load(work / "source.pt")
@@ -115,14 +115,14 @@ def make_inputs(work: Path, n: int, seed: int) -> None:
     import numpy as np
     import torch
 
-    from robust_transfer import checkpoints, data
+    from robust_transfer import checkpoints, store, subsets
     from robust_transfer.models import resnet50
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 50000)
-    data.save_split(work / "train.npz", rng.integers(0, 256, (50000, 32, 32, 3), dtype=np.uint8), labels)
-    data.save_split(work / "test.npz", rng.integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8), labels[:10000])
-    np.save(work / "subset.npy", data.subset(labels, n, seed))
+    store.save_split(work / "train.npz", rng.integers(0, 256, (50000, 32, 32, 3), dtype=np.uint8), labels)
+    store.save_split(work / "test.npz", rng.integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8), labels[:10000])
+    np.save(work / "subset.npy", subsets.subset(labels, n, seed))
     torch.manual_seed(0)
     checkpoints.save(resnet50(), work / "source.pt", {"note": "random init, benchmark stand-in"})
 
@@ -130,10 +130,10 @@ def make_inputs(work: Path, n: int, seed: int) -> None:
 def phases(a, dev: str) -> None:
     import yaml
 
-    from robust_transfer import grid
+    from robust_transfer import recipes
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg = {**grid.run_settings(config, "cifar10", "natural", 100), "input_size": a.input_size, "device": dev}
+    cfg = {**recipes.run_settings(config, "cifar10", "natural", 100), "input_size": a.input_size, "device": dev}
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         work = Path(tmp)
         make_inputs(work, 100, 20000000)
@@ -310,7 +310,7 @@ def write_config(path: Path, work: Path, a, dev: str, schedule, pack: dict) -> d
     import yaml
     from snakemake.utils import update_config
 
-    from robust_transfer import grid
+    from robust_transfer import recipes
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     update_config(config, yaml.safe_load((REPO / "config.demo.yaml").read_text()))
@@ -324,7 +324,7 @@ def write_config(path: Path, work: Path, a, dev: str, schedule, pack: dict) -> d
     config["pack"] = pack
     config["figures"] = {"runs": {"kind": "curves", "title": "n = 100", "metric": "final"}}
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return grid.run_settings(config, DATASET, "natural", "100")
+    return recipes.run_settings(config, DATASET, "natural", "100")
 
 
 def main():

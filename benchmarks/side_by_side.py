@@ -96,15 +96,15 @@ def make_inputs(work: Path, a) -> dict:
     import numpy as np
     import torch
 
-    from robust_transfer import checkpoints, data
+    from robust_transfer import checkpoints, datasets, store, subsets
     from robust_transfer.models import resnet50
 
     md5s = write_cifar(work / "cifar10", a.train_size, a.test_size)
     trust(md5s)
-    splits = data.prepare({"loader": "cifar10"}, work / "cifar10")  # what rule prepare does
+    splits = datasets.prepare({"loader": "cifar10"}, work / "cifar10")  # what rule prepare does
     for name, (x, y) in splits.items():
-        data.save_split(work / f"{name}.npz", x, y)
-    idx = data.subset(splits["train"][1], a.n, a.seed)
+        store.save_split(work / f"{name}.npz", x, y)
+    idx = subsets.subset(splits["train"][1], a.n, a.seed)
     np.save(work / "subset.npy", idx)
     torch.manual_seed(0)  # a stand-in source: no ImageNet weights exist offline; speed does not care
     checkpoints.save(resnet50(), work / "source.pt", {"note": "random init, benchmark stand-in"})
@@ -192,7 +192,7 @@ def child_baseline(spec: dict) -> dict:
             missing.discard(label)
         if left <= 0:
             break
-    assert sorted(mask) == spec["subset"], "the authors' mask differs from data.subset"
+    assert sorted(mask) == spec["subset"], "the authors' mask differs from subsets.subset"
     pin = dev.type == "cuda"
     sampler = torch.utils.data.SubsetRandomSampler(mask)
     workers = spec["workers"]
@@ -304,14 +304,14 @@ VARIANTS = [  # (row, eval batch, speed-ups): each row adds one change to the ro
 def child_variants(spec: dict) -> dict:
     """train.evaluate over the prepared test set with each set of speed-ups, interleaved, for
     amp none and bf16; optionally torch.compile on the fastest copy (compile time, break-even)."""
-    from robust_transfer import checkpoints, data, device, train
+    from robust_transfer import checkpoints, device, store, train
     from robust_transfer.models import Net, prepare_for_transfer
 
     device.setup(spec["threads"], True)
     dev = device.pick(spec["device"])
     model, _ = checkpoints.load(Path(spec["work"]) / "source.pt")
     net = Net(prepare_for_transfer(model, CLASSES, spec["k"]))
-    x, y = train.to_device(*data.load_split(Path(spec["work"]) / "test.npz"), device=dev)
+    x, y = train.to_device(*store.load_split(Path(spec["work"]) / "test.npz"), device=dev)
     out = {}
     for amp in ("none", "bf16"):
         net.to_device(dev, channels_last=dev.type == "cuda" or amp == "bf16")  # as train.start
@@ -433,11 +433,11 @@ def main():
     import torch
     import yaml
 
-    from robust_transfer import grid
+    from robust_transfer import recipes
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    settings = grid.run_settings(config, "cifar10", "natural", a.n)
+    settings = recipes.run_settings(config, "cifar10", "natural", a.n)
     epochs = a.epochs or settings["epochs"]
     if a.epochs or a.eval_every:
         every = a.eval_every or max(1, epochs // 5)

@@ -7,8 +7,10 @@ values) are admitted by name. Anything else is refused before it runs.
 
 Canonical file (loads with ``torch.load(weights_only=True)``)::
 
-    {"arch": "resnet50", "width_per_group": int, "num_classes": int,
-     "state_dict": <torchvision ResNet-50 keys>, "meta": {str: str}}
+    {"arch": <archs.ARCHS>, "width_per_group": int (ResNet family only), "num_classes": int,
+     "state_dict": <torchvision keys>, "meta": {str: str}}
+
+A file without "arch" (written before there were others) is a ResNet-50.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torchvision.models.resnet import Bottleneck
 
-from .models import resnet50
+from . import archs
 
 
 class BadCheckpoint(ValueError):
@@ -82,9 +86,10 @@ def _found(path: Path, err: Exception) -> str:
 
 
 def to_torchvision(obj: dict) -> dict[str, torch.Tensor]:
-    """A torchvision ResNet state dict from a robustness-library checkpoint ({'model' or
-    'state_dict': {'module.model.*', 'module.attacker.model.*', 'module.normalizer.*', ...}}),
-    a DataParallel ('module.*') or a plain torchvision state dict."""
+    """A torchvision state dict from a robustness-library checkpoint ({'model' or 'state_dict':
+    {'module.model.*', 'module.attacker.model.*', 'module.normalizer.*', ...}}), a DataParallel
+    ('module.*') or a plain torchvision state dict. Architectures the authors took from
+    torchvision sit in one more wrapper (robustness's DummyModel: 'module.model.model.*')."""
     sd = obj
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
@@ -93,28 +98,75 @@ def to_torchvision(obj: dict) -> dict[str, torch.Tensor]:
     sd = {k.removeprefix("module."): v for k, v in sd.items() if torch.is_tensor(v)}
     if any(k.startswith("model.") for k in sd):  # robustness: drop attacker copy and normalizer
         sd = {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
+        if sd and all(k.startswith("model.") for k in sd):  # DummyModel
+            sd = {k.removeprefix("model."): v for k, v in sd.items()}
     return sd
 
 
-def convert(src: Path, dest: Path, meta: dict | None = None) -> dict:
-    """Convert a downloaded checkpoint into the canonical file; strict-loads it to check."""
+def convert(src: Path, dest: Path, meta: dict | None = None, arch: str = "resnet50") -> dict:
+    """Convert a downloaded checkpoint of architecture `arch` (archs.ARCHS) into the canonical
+    file; the weights must fit archs.build(arch) exactly (classes: the head's rows; ResNet
+    family: width_per_group read from the weights, so narrow stand-ins convert too)."""
     sd = to_torchvision(safe_load(src))
-    if "fc.weight" not in sd:
-        raise BadCheckpoint(f"{src}: no ResNet weights found (keys start: {sorted(sd)[:5]})")
-    width = sd["layer1.0.conv1.weight"].shape[0]
-    model = resnet50(num_classes=sd["fc.weight"].shape[0], width_per_group=width)
+    head = sd.get(HEAD_WEIGHT.get(arch, ""))
+    width = _width(src, sd, arch)
     try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        raise BadCheckpoint(f"{src} is not a torchvision ResNet-50 checkpoint: {err}") from err
-    return save(model, dest, meta or {})
+        with torch.device("meta"):  # shapes only: the file's tensors become the weights
+            model = archs.build(arch, head.shape[0] if head is not None else 1000, width)
+    except ValueError as err:  # an unknown arch; a width a BasicBlock cannot take
+        raise BadCheckpoint(f"{src}: cannot build {arch}: {err}") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [
+        f"{k} {tuple(sd[k].shape)} not {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        problems = [
+            f"{len(found)} {what} (first: {', '.join(found[:4])})"
+            for what, found in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
+            if found
+        ]
+        raise BadCheckpoint(
+            f"{src} is not a {arch} checkpoint: {'; '.join(problems)}. Fix: set the source's arch to the "
+            f"architecture the file was trained as (one of {', '.join(archs.ARCHS)})."
+        )
+    model.load_state_dict(_versioned({k: v.to(expected[k].dtype) for k, v in sd.items()}, model), assign=True)
+    return save(model, dest, meta or {}, arch)
 
 
-def save(model, dest: Path, meta: dict) -> dict:
+# the head's weight per arch: its rows are the classes
+HEAD_WEIGHT = {a: "fc.weight" for a in (*archs.RESNETS, "shufflenet")} | {
+    "densenet": "classifier.weight",
+    "mnasnet": "classifier.1.weight",
+    "mobilenet": "classifier.1.weight",
+    "vgg16_bn": "classifier.6.weight",
+}
+
+
+def _width(src: Path, sd: dict, arch: str) -> int | None:
+    """width_per_group of a ResNet-family checkpoint, from its first block; a width that is
+    another published arch's (ResNet-50 64, WRN-50-2 128, WRN-50-4 256) names the mix-up."""
+    if arch not in archs.RESNETS or archs.RESNETS[arch][0] is not Bottleneck or "layer1.0.conv1.weight" not in sd:
+        return None  # ResNet-18's BasicBlock has one width
+    groups = archs.RESNETS[arch][2]
+    width = sd["layer1.0.conv1.weight"].shape[0] // groups
+    nominal = {a: w for a, (block, _, g, w) in archs.RESNETS.items() if block is Bottleneck and g == 1}
+    if arch in nominal and width != nominal[arch] and width in nominal.values():
+        other = next(a for a, w in nominal.items() if w == width)
+        raise BadCheckpoint(f"{src} is not a {arch} checkpoint: its width_per_group is {width}, that of {other}")
+    return width
+
+
+def save(model, dest: Path, meta: dict, arch: str = "resnet50") -> dict:
+    """Write `model` (an archs.build(arch) network) as a canonical file, atomically."""
+    width = archs.width_of(model)
     payload = {
-        "arch": "resnet50",
-        "width_per_group": model.layer1[0].conv1.out_channels,
-        "num_classes": model.fc.out_features,
+        "arch": arch,
+        **({"width_per_group": width} if width is not None else {}),
+        "num_classes": model.get_submodule(archs.head_name(model)).out_features,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "meta": {k: str(v) for k, v in meta.items()},
     }
@@ -133,6 +185,30 @@ def load(path: Path):
     """The source model of a canonical file, on the CPU, and its metadata. A process that trains
     many runs (robust_transfer.runner) reads each source file once: the file's tensors are kept
     (the last KEEP files, while the file is unchanged) and every model gets fresh copies."""
+    payload = _cached(path)
+    arch, width = architecture(path)
+    with torch.device("meta"):  # no random init to overwrite: a third of a job's start-up on the CPU
+        model = archs.build(arch, payload["num_classes"], width)
+    weights = {k: v.clone() for k, v in payload["state_dict"].items()}  # training must not touch the kept ones
+    model.load_state_dict(_versioned(weights, model), strict=True, assign=True)  # the copies become the weights
+    return model, dict(payload["meta"])
+
+
+def _versioned(sd: dict, model: nn.Module) -> OrderedDict:
+    """sd with the module versions of `model` attached, as its own state_dict() has them: a
+    plain dict has none, and MNASNet refuses to load without its version."""
+    out = OrderedDict(sd)
+    out._metadata = model.state_dict()._metadata
+    return out
+
+
+def architecture(path: Path) -> tuple[str, int | None]:
+    """The arch (archs.ARCHS) and width_per_group (ResNet family; else None) of a canonical file."""
+    payload = _cached(path)
+    return payload.get("arch", "resnet50"), payload.get("width_per_group")
+
+
+def _cached(path: Path) -> dict:
     stat = os.stat(path)
     stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     key = str(Path(path).resolve())
@@ -142,9 +218,4 @@ def load(path: Path):
         _LOADED[key] = (stamp, safe_load(path))
         while len(_LOADED) > KEEP:
             _LOADED.popitem(last=False)
-    payload = _LOADED[key][1]
-    with torch.device("meta"):  # no random init to overwrite: a third of a job's start-up on the CPU
-        model = resnet50(payload["num_classes"], payload["width_per_group"])
-    weights = {k: v.clone() for k, v in payload["state_dict"].items()}  # training must not touch the kept ones
-    model.load_state_dict(weights, strict=True, assign=True)  # the copies become the weights
-    return model, dict(payload["meta"])
+    return _LOADED[key][1]

@@ -38,6 +38,7 @@ WORKFLOW = (
     "config.demo.yaml",
     "report",
     "benchmarks/costs.yaml",  # the cost model: time limits and the plan printed before work
+    "reference",  # a study's published tables (reference/salman2020): sources' metadata, published runs
 )
 
 

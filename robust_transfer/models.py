@@ -1,4 +1,5 @@
-"""ResNet-50 (torchvision), the transfer head, and which blocks fine-tuning trains."""
+"""ResNet-50 (torchvision), the transfer head, and which blocks fine-tuning trains (any
+architecture: archs), the normaliser and the network as an experiment sees it (Net)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from .data import IMAGENET_MEAN as MEAN  # every source model's normalisation (as the authors)
-from .data import IMAGENET_STD as STD
-
-LAYERS = ("layer1", "layer2", "layer3", "layer4")
+from .archs import LAYERS, blocks, prepare, trainable_prefixes  # noqa: F401 (models.* callers)
+from .datasets import IMAGENET_MEAN as MEAN  # every source model's normalisation (as the authors)
+from .datasets import IMAGENET_STD as STD
 
 
 def resnet50(num_classes: int = 1000, width_per_group: int = 64) -> ResNet:
@@ -20,37 +20,16 @@ def resnet50(num_classes: int = 1000, width_per_group: int = 64) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, width_per_group=width_per_group)
 
 
-def blocks(model: ResNet) -> list[str]:
-    """Names of the residual blocks in forward order: layer1.0 ... layer4.2 (16 for ResNet-50)."""
-    return [f"{layer}.{i}" for layer in LAYERS for i in range(len(getattr(model, layer)))]
-
-
-def trainable_prefixes(model: ResNet, k: int) -> list[str]:
-    """The last k blocks, counted from the end, plus fc: k=0 fc; 1 layer4.2; 3 layer4; 9 layer3+4.
-    k = every block (16) trains the whole network, stem included (training from scratch)."""
-    names = blocks(model)
-    if not 0 <= k <= len(names):
-        raise ValueError(f"k={k}: the model has {len(names)} blocks")
-    stem = ["conv1", "bn1"] if k == len(names) else []
-    return stem + names[len(names) - k :] + ["fc"]
-
-
-def prepare_for_transfer(model: ResNet, num_classes: int, k: int, head_std: float | None = 1.0) -> ResNet:
-    """Replace fc by a fresh Linear(features, classes), weight ~ N(0, head_std^2), bias 0 (the
-    authors' transfer head; head_std None keeps PyTorch's default Linear init, as their
-    from-scratch runs), and freeze everything but the last k blocks and fc.
+def prepare_for_transfer(model: nn.Module, num_classes: int, k: int, head_std: float | None = 1.0) -> nn.Module:
+    """Replace the head by a fresh Linear(features, classes), weight ~ N(0, head_std^2), bias 0
+    (the authors' transfer head; head_std None keeps PyTorch's default Linear init, as their
+    from-scratch runs), and freeze everything but the last k blocks and the head (k = -1:
+    nothing frozen; any architecture of archs.ARCHS, k >= 1 for the ResNet family only).
 
     Only requires_grad changes: BatchNorm layers of frozen blocks still update their running
     statistics in train mode (as in the paper; their affine weights stay fixed).
     """
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    if head_std is not None:
-        nn.init.normal_(model.fc.weight, std=head_std)
-        nn.init.zeros_(model.fc.bias)
-    keep = tuple(p + "." for p in trainable_prefixes(model, k))
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(keep)
-    return model
+    return prepare(model, num_classes, k, head_std)
 
 
 class Normalize(nn.Module):
@@ -116,7 +95,7 @@ class Net(nn.Module):
     in bf16). dtype: the ResNet's own dtype when it is not the input's (inference copies in
     bf16); the input is normalised in fp32 first, as under autocast."""
 
-    def __init__(self, model: ResNet, mean=MEAN, std=STD):
+    def __init__(self, model: nn.Module, mean=MEAN, std=STD):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.model = model

@@ -8,7 +8,7 @@ Targets expand into runs exactly as the workflow does (robust_transfer.grid); a 
 n x epochs images and evaluates the whole test set at every logged epoch. Device seconds come
 from one cost model whose constants live in benchmarks/costs.yaml, one entry per device, each
 either measured (by benchmarks/side_by_side.py: machine, command and date recorded there) or an
-estimate with its basis. `run_minutes` is the same model for one job (a SLURM `runtime`).
+estimate with its basis. `time_limit` is the same model for one job: its SLURM `runtime`, with a margin.
 
 Pure Python (PyYAML, and NumPy through the dataset registry): no torch.
 """
@@ -16,6 +16,8 @@ Pure Python (PyYAML, and NumPy through the dataset registry): no torch.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import math
 import re
 import sys
@@ -23,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import grid
+from . import grid, recipes, sizes, studies
 
 COSTS = Path(__file__).resolve().parents[1] / "benchmarks" / "costs.yaml"
 
@@ -32,10 +34,15 @@ COSTS = Path(__file__).resolve().parents[1] / "benchmarks" / "costs.yaml"
 # The cost model
 
 
-def load_costs(path: Path | str | None = None) -> dict:
+@functools.lru_cache(maxsize=4)
+def _read_costs(path: str) -> dict:
     import yaml
 
-    return yaml.safe_load(Path(path or COSTS).read_text())
+    return yaml.safe_load(Path(path).read_text())
+
+
+def load_costs(path: Path | str | None = None) -> dict:
+    return copy.deepcopy(_read_costs(str(path or COSTS)))  # read once per process (the Snakefile asks per job)
 
 
 def device_entry(costs: dict, name: str | None = None) -> dict:
@@ -45,22 +52,75 @@ def device_entry(costs: dict, name: str | None = None) -> dict:
     return {"name": name, **costs["devices"][name]}
 
 
-def run_seconds(settings: dict, n: int, test_size: int, k: int, device: dict) -> float:
-    """Device seconds of one fine-tuning run: per-run start-up, then every epoch (a fixed cost and
-    n images at the training rate of its k) and every logged evaluation (the whole test set).
-    Rates are for device["input_size"]; another input size scales them by its pixel count."""
-    scale = (settings["input_size"] / device["input_size"]) ** 2
-    epochs, evals = settings["epochs"], len(settings["eval_epochs"])
-    rate = device["train"].get(k, device["train"].get(str(k)))
+def _rate(device: dict, k: int) -> float:
+    """Training images per second of a run that trains k blocks; k = -1 (every parameter, Salman
+    et al.'s full-network, and pretraining) at the slowest rate listed: at least the work of the
+    whole network (the authors' k = 16 rate is their from-scratch runs, without augmentation on
+    the MNISTs, so not the slowest)."""
+    rates = {int(key): v for key, v in device["train"].items()}
+    rate = min(rates.values()) if k == -1 else rates.get(k)
     if rate is None:
         raise ValueError(f"plan: device {device.get('name')!r} has no training rate for k={k}")
-    train = n * epochs * scale / rate + epochs * device.get("epoch_seconds", 0.0)
+    return rate
+
+
+def arch_cost(costs: dict, arch: str | None) -> float:
+    """Per-image compute of an architecture relative to a ResNet-50 (the rates are a ResNet-50's)."""
+    return float((costs.get("arch_compute") or {}).get(arch or "resnet50", 1.0))
+
+
+def run_seconds(settings: dict, n: int, test_size: int, k: int, device: dict, arch_factor: float = 1.0) -> float:
+    """Device seconds of one fine-tuning run: per-run start-up, then every epoch (a fixed cost and
+    n images at the training rate of its k) and every logged evaluation (the whole test set).
+    Rates are a ResNet-50's at device["input_size"]; another input size scales them by its pixel
+    count, another architecture by its compute (arch_factor)."""
+    scale = (settings["input_size"] / device["input_size"]) ** 2 * arch_factor
+    epochs, evals = settings["epochs"], len(settings["eval_epochs"])
+    train = n * epochs * scale / _rate(device, k) + epochs * device.get("epoch_seconds", 0.0)
     return device["run_seconds"] + train + test_size * evals * scale / device["eval"]
 
 
 def run_minutes(settings: dict, n: int, test_size: int, k: int, device: dict) -> float:
-    """run_seconds in minutes: what a SLURM job's `runtime` (with a margin) should cover."""
+    """run_seconds in minutes."""
     return run_seconds(settings, n, test_size, k, device) / 60
+
+
+# The time limit a job asks for (its `resources: runtime`, rules/common.smk) is this model's
+# estimate on the config's device (device_for), with a margin: slower GPUs, busy file systems.
+SAFETY = 3  # time limit = SAFETY x estimate
+MIN_MINUTES = 10  # never ask for less (start-up of Snakemake and the job itself)
+
+
+def _limit(seconds: float, attempt: int) -> int:
+    return attempt * max(MIN_MINUTES, math.ceil(SAFETY * seconds / 60))
+
+
+def time_limit(config: dict, run: grid.Run, attempt: int = 1) -> int:
+    """Minutes a fine-tuning job asks for: SAFETY x its estimate, at least MIN_MINUTES, times the
+    attempt (1, then 2, 3 when profiles/slurm retries it). Sizes the registry cannot tell before
+    preparing are estimated (sizes.split_size)."""
+    costs = load_costs()
+    device = device_for(config, costs)
+    settings = recipes.settings_of(config, run)
+    n = sizes.split_size(config, run.dataset, "train") if run.size == grid.FULL else int(run.size)
+    test = sizes.split_size(config, run.dataset, "test")
+    arch = arch_cost(costs, config["sources"][run.source].get("arch"))
+    return _limit(run_seconds(settings, n, test, run.k, device, arch), attempt)
+
+
+def pretrain_limit(config: dict, source: str, attempt: int = 1) -> int:
+    """Minutes pretraining a source asks for: every epoch over its training split at the rate of
+    the whole network, each image 1 + PGD steps times (an adversarial step costs a forward and
+    backward pass per PGD step); one clean and one adversarial test pass at the end."""
+    costs = load_costs()
+    device = device_for(config, costs)
+    cfg = recipes.pretrain_settings(config, source)
+    attack = cfg.get("attack") or {}
+    passes = 1 + (attack.get("steps") or 0 if attack.get("eps") else 0)
+    scale = (cfg["input_size"] / device["input_size"]) ** 2
+    train = sizes.split_size(config, cfg["dataset"], "train") * cfg["epochs"] * passes * scale / _rate(device, -1)
+    test = sizes.split_size(config, cfg["dataset"], "test") * (1 + passes) * scale / device["eval"]
+    return _limit(device["run_seconds"] + train + cfg["epochs"] * device.get("epoch_seconds", 0.0) + test, attempt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,17 +128,24 @@ def run_minutes(settings: dict, n: int, test_size: int, k: int, device: dict) ->
 
 
 def target_runs(config: dict, target: str) -> list[grid.Run]:
-    """The fine-tuning runs a target needs: `all`, results/runs.csv, a figure or table
-    (figures/fig5c.pdf, figures/table7.md, fig5c; figures/compare/... too), one run's file.
-    The authors' logs (figures/published/...) need none."""
+    """The fine-tuning runs a target needs: `all`, results/runs.csv, a study (salman2020), a
+    figure or table (figures/fig5c.pdf, figures/table7.md, fig5c, figures/salman2020/headline.md;
+    figures/compare/... too), a claims table, one run's file. Published numbers
+    (figures/published/..., salman2020_published) need none."""
+    studies = list(config.get("studies") or {})
     if target in ("all", "results/runs.csv"):
         return grid.all_runs(config)
-    if target.startswith("figures/published/"):
+    if target in studies:
+        return grid.all_runs(config, target)
+    if target.startswith("figures/published/") or target.removesuffix("_published") in studies:
         return []
-    m = re.fullmatch(r"results/runs/([^/]+)/([^/]+)/k(\d+)/n(\d+|full)/s(\d+)(?:\.csv|\.json)?", target)
+    m = re.fullmatch(r"results/runs/([^/]+)/([^/]+)/([^/]+)/n(\d+|full)/s(\d+)(?:\.csv|\.json)?", target)
     if m:
-        return [grid.Run(m[1], m[2], int(m[3]), m[4], int(m[5]))]
+        return [grid.Run.of(argparse.Namespace(dataset=m[1], source=m[2], tuning=m[3], size=m[4], seed=m[5]))]
     fig = re.sub(r"\.(pdf|png|md|csv)$", "", target.removeprefix("figures/").removeprefix("compare/"))
+    if fig == "claims" or fig.removesuffix("/claims") in studies:
+        study = config["studies"][fig.removesuffix("/claims")] if fig != "claims" else config
+        return [r for c in study.get("claims") or [] for r in grid.figure_runs(config, c["figure"])]
     if fig not in config["figures"]:
         raise SystemExit(f"plan: {target!r} is not a figure or table of the config ({', '.join(config['figures'])})")
     return grid.figure_runs(config, fig)
@@ -125,19 +192,20 @@ class Plan:
 
 def run_seconds_of(config: dict, run: grid.Run, device: dict) -> float:
     """The plan's device seconds of one run (0 where the dataset's sizes are unknown yet)."""
-    settings = grid.run_settings(config, run.dataset, run.source, run.size)
-    n = grid.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
-    test = grid.test_size(config, run.dataset)
-    return 0.0 if n is None or test is None else run_seconds(settings, n, test, run.k, device)
+    settings = recipes.settings_of(config, run)
+    n = sizes.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
+    test = sizes.test_size(config, run.dataset)
+    arch = arch_cost(load_costs(), config["sources"][run.source].get("arch"))
+    return 0.0 if n is None or test is None else run_seconds(settings, n, test, run.k, device, arch)
 
 
 def make_plan(config: dict, runs: list[grid.Run], device: dict) -> Plan:
     plan = Plan()
     rows: dict[tuple[str, str], Row] = defaultdict(Row)
     for run in runs:
-        settings = grid.run_settings(config, run.dataset, run.source, run.size)
-        n = grid.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
-        test = grid.test_size(config, run.dataset)
+        settings = recipes.settings_of(config, run)
+        n = sizes.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
+        test = sizes.test_size(config, run.dataset)
         plan.datasets.add(run.dataset)
         plan.sources.add(run.source)
         row = rows[run.dataset, run.size]
@@ -147,7 +215,7 @@ def make_plan(config: dict, runs: list[grid.Run], device: dict) -> Plan:
             continue
         row.train_images += n * settings["epochs"]
         row.eval_images += test * len(settings["eval_epochs"])
-        row.seconds += run_seconds(settings, n, test, run.k, device)
+        row.seconds += run_seconds_of(config, run, device)
     order = {d: i for i, d in enumerate(config["datasets"])}
     plan.rows = dict(sorted(rows.items(), key=lambda kv: (order[kv[0][0]], grid.size_key(kv[0][1]))))
     return plan
@@ -161,16 +229,16 @@ def disk(config: dict, plan: Plan, costs: dict, made: tuple[set, set] | None = N
     d = costs["disk"]
     datasets, sources = made or (plan.datasets, plan.sources)
     evals = sum(
-        r.runs * len(grid.schedule(config["finetune"], size)["eval_epochs"]) for (_, size), r in plan.rows.items()
+        r.runs * len(recipes.schedule(config["finetune"], size)["eval_epochs"]) for (_, size), r in plan.rows.items()
     )
     runs = plan.total.runs * (d["run_json_bytes"] + d["run_csv_header_bytes"]) + evals * d["run_csv_row_bytes"]
     data = 0.0
     for name in datasets:
         pixels = stored_pixels(config, name)
-        sizes = [grid.train_size(config, name), grid.test_size(config, name)]
-        if pixels is None or None in sizes:
+        counts = [sizes.train_size(config, name), sizes.test_size(config, name)]
+        if pixels is None or None in counts:
             continue
-        data += sum(sizes) * (pixels * 3 + 8)  # images, int64 labels
+        data += sum(counts) * (pixels * 3 + 8)  # images, int64 labels
     return {
         "run files": runs,
         "prepared datasets": data,
@@ -181,7 +249,7 @@ def disk(config: dict, plan: Plan, costs: dict, made: tuple[set, set] | None = N
 def stored_pixels(config: dict, dataset: str) -> int | None:
     """Pixels of one stored image: `size` x `size` when set (a canvas of whole images is at least
     that), else the loader's image shape."""
-    from .data import LOADERS
+    from .datasets import LOADERS
 
     spec = config["datasets"][dataset]
     if spec.get("size"):
@@ -205,6 +273,7 @@ def load_config(base: Path, overlays: list[Path], profile: str | None = None) ->
     config = yaml.safe_load(base.read_text())
     for path in [*files, *overlays]:
         merge(config, yaml.safe_load(Path(path).read_text()))
+    studies.expand(config, base.resolve().parent)
     return config
 
 

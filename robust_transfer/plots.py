@@ -109,7 +109,11 @@ PNG_DPI = 200  # the PNG beside each PDF (browsers, the HTML report): sharp at t
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out, reference: pd.DataFrame | None = None, png=None) -> None:
     """The figure as `out` (PDF), and the same drawing as `png` when given."""
-    fig = draw(summary, spec, reference)
+    save(draw(summary, spec, reference), out, png)
+
+
+def save(fig: plt.Figure, out, png=None) -> None:
+    """A drawn figure as `out` (PDF), and as `png` when given; then closed."""
     fig.savefig(out)
     if png is not None:
         fig.savefig(png, dpi=PNG_DPI)

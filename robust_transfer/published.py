@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import LOADERS
+from .datasets import LOADERS
 from .grid import FULL
 from .stats import RUN_KEYS
 
@@ -63,3 +63,88 @@ def to_run_table(logs: pd.DataFrame) -> pd.DataFrame:
     out["classes"] = out["classes"].astype(int)
     out["epochs"] = out.groupby(RUN_KEYS)["epoch"].transform("max")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Salman et al. (NeurIPS 2020): their published tables (reference/salman2020, parsed from the
+# submission's LaTeX and the final code's best-params table) as a run table of the study.
+
+# Their dataset names (the code's) -> our loaders
+SALMAN_LOADERS = {"birds": "birdsnap", "stanford_cars": "cars", "SUN397": "sun397"}
+# Where one cell is in several submission tables (rounding differs by 0.01), the first of these wins
+SALMAN_TABLES = [
+    "small_datasets_Finetuning.tex",
+    "small_datasets_LogisticRegression.tex",
+    "small_datasets_linf_models.tex",
+    "transfer-vary-arch-all-datasets.tex",
+    "transfer-vary-arch-on-cifar10-and-100.tex",
+    "headline-table_Finetuning.tex",
+    "headline-table_LogisticRegression.tex",
+]
+SALMAN_EPOCHS = 150
+
+
+def salman_run_table(transfer: pd.DataFrame, best: pd.DataFrame, datasets: dict[str, dict]) -> pd.DataFrame:
+    """One row per published cell: every cell of the submission's tables at native resolution
+    (origin `submission`, learning rate unknown: NaN; its `table` named) and every row of the final
+    best-params table (origin `final`, with its learning rate). `datasets`: the study's dataset
+    entries (name -> {loader: ...}): each of their datasets maps to the study's dataset of its
+    loader. The accuracy is in test_acc and, on the datasets whose submission numbers are mean
+    per-class accuracy (metric column), in test_acc_class too."""
+    from .studies import MODE_K, source_name
+
+    by_loader = {spec["loader"]: name for name, spec in datasets.items()}
+
+    def dataset(theirs: pd.Series) -> pd.Series:
+        loader = theirs.map(lambda d: SALMAN_LOADERS.get(d, d))
+        unknown = sorted(set(loader[~loader.isin(by_loader)]))
+        if unknown:
+            raise ValueError(f"published Salman cells of datasets {unknown} have no dataset in the study (loaders)")
+        return loader.map(by_loader)
+
+    cells = transfer[(transfer["selection"] == "cell") & (transfer["input_resolution"] == "native")].copy()
+    cells["_order"] = cells["table"].map({t: i for i, t in enumerate(SALMAN_TABLES)})
+    cells = cells.sort_values("_order", kind="stable").drop_duplicates(["dataset", "arch", "norm", "eps", "mode"])
+    sub = pd.DataFrame(
+        {
+            "dataset": dataset(cells["dataset"]),
+            "source": [source_name(a, n, e) for a, n, e in zip(cells["arch"], cells["norm"], cells["eps"])],
+            "k": cells["mode"].map(MODE_K),
+            "base_lr": float("nan"),
+            "test_acc": cells["accuracy"].astype(float),
+            "origin": "submission",
+            "table": cells["table"],
+        }
+    )
+    final = pd.DataFrame(
+        {
+            "dataset": dataset(best["dataset"]),
+            "source": [source_name(a, "l2", e) for a, e in zip(best["arch"], best["eps"])],
+            "k": best["mode"].map(MODE_K),
+            "base_lr": best["lr"].astype(float),
+            "test_acc": best["accuracy"].astype(float),
+            "origin": "final",
+            "table": "best_params_per_dataset_per_arch.md",
+        }
+    )
+    out = pd.concat([sub, final], ignore_index=True)
+    out.insert(3, "size", FULL)
+    out.insert(4, "seed", 0)
+    out.insert(5, "recipe", "salman")
+    return out.assign(epoch=SALMAN_EPOCHS, epochs=SALMAN_EPOCHS)
+
+
+def with_dataset_facts(runs: pd.DataFrame, facts: pd.DataFrame, datasets: dict[str, dict]) -> pd.DataFrame:
+    """n (training images) and classes from their datasets.csv, and test_acc_class where their
+    submission's number is mean per-class accuracy (`metric`)."""
+    facts = facts.assign(loader=facts["dataset"].map(lambda d: SALMAN_LOADERS.get(d, d))).set_index("loader")
+    loader = runs["dataset"].map({name: spec["loader"] for name, spec in datasets.items()})
+    per_class = loader.map(facts["metric_submission"]).eq("mean per-class accuracy") & runs["origin"].eq("submission")
+    return runs.assign(
+        n=loader.map(facts["train_size"]),
+        classes=loader.map(facts["classes"]).astype(int),
+        metric=per_class.map({True: "mean per-class", False: "top-1"}),
+        test_acc_class=runs["test_acc"].where(per_class),
+        test_loss=float("nan"),
+        train_loss=float("nan"),
+    )

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torchvision
 
-from . import __version__, checkpoints, data, device, disk, files, grid, train
-from .models import prepare_for_transfer, resnet50
+from . import __version__, archs, checkpoints, device, disk, files, grid, store, train
 
+RUN_FIELDS = ("dataset", "source", "k", "size", "n", "seed")  # a run's identity in its metadata
 RUNS_DONE = 0  # runs this process finished (a runner trains many: robust_transfer.runner)
 
 
@@ -30,7 +30,7 @@ def run_job(
     log: str | None = None,
 ) -> None:
     """inputs: train, test, subset, source; outputs: metrics (CSV, a row per logged epoch), meta
-    (JSON). settings: grid.run_settings, the run's resolved `finetune` section. state: where the
+    (JSON). settings: recipes.run_settings, the run's resolved `finetune` section. state: where the
     run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun).
     allow_cpu: with device auto, train on the CPU when no GPU is visible (finetune.allow_cpu;
     else the job fails at once). log: the job's log file.
@@ -40,25 +40,28 @@ def run_job(
     global RUNS_DONE
     loading = time.perf_counter()
     device.setup(threads, settings["deterministic"])
-    dev = device.pick(settings["device"], allow_cpu, "finetune")
+    dev = device.pick(settings["device"], allow_cpu, run.recipe)  # the config section the error names
     small = 100_000  # bytes: the CSV, the JSON, the log
     writes = [(outputs.metrics, small), (outputs.meta, small), (log, small), (state, None)]
     writes = [(Path(path).parent, size) for path, size in writes if path]
     disk.check_folders(folder for folder, _ in writes)
     resume = train.Resume(Path(state), fingerprint(run, settings, inputs)) if state else None
     idx = np.load(inputs.subset)
-    classes = int(data.load_labels(inputs.train).max()) + 1  # of the whole split: a subset may miss one
+    classes = int(store.load_labels(inputs.train).max()) + 1  # of the whole split: a subset may miss one
     model, source_meta = checkpoints.load(inputs.source)
     if settings["init"] == "run":  # from scratch: a fresh init drawn with the run's seed (the authors)
         train.seed_everything(run.seed, "cpu")
-        model = resnet50(1000, width_per_group=model.layer1[0].conv1.out_channels)
+        arch, width = checkpoints.architecture(inputs.source)  # the source file's network, not its weights
+        model = archs.build(arch, 1000, width)
     else:
-        torch.manual_seed(run.seed)  # the fc draw depends on the run's seed only
-    prepare_for_transfer(model, classes, run.k, settings["head_std"])
+        torch.manual_seed(run.seed)  # the head's draw depends on the run's seed only
+    archs.prepare(model, classes, run.k, settings["head_std"])  # k -1: all trains; 0: the head; else last k blocks
     disk.check_space([(folder, disk.state_bytes(model) if size is None else size) for folder, size in writes])
-    images, labels = data.load_split(inputs.train, rows=idx)  # the subset's images only
-    extents = data.load_extents(inputs.train, rows=idx)  # whole images of different sizes (train_crop: random)
-    where = " (no GPU visible; finetune.allow_cpu: true)" if dev.type == "cpu" and settings["device"] == "auto" else ""
+    images, labels = store.load_split(inputs.train, rows=idx)  # the subset's images only
+    extents = store.load_extents(inputs.train, rows=idx)  # whole images of different sizes (train_crop: random)
+    where = (
+        f" (no GPU visible; {run.recipe}.allow_cpu: true)" if dev.type == "cpu" and settings["device"] == "auto" else ""
+    )
     print(f"run {run.path}: {len(idx)} images, {classes} classes, {settings['epochs']} epochs on {dev}{where}")
 
     start = time.time()
@@ -76,6 +79,8 @@ def run_job(
         classes=classes,
         epochs=settings["epochs"],
     )
+    if run.recipe != grid.DEFAULT_RECIPE:  # another study's run: what its grid varies (Utrera's tables unchanged)
+        fields.update(recipe=run.recipe, mode=run.mode, base_lr=run.lr)
     table = [{**row, **fields} for row in rows]
     with disk.writing(outputs.metrics, "run table"), open(outputs.metrics, "w", newline="") as f:  # csv: no pandas
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -83,7 +88,7 @@ def run_job(
         writer.writerows(table)
 
     meta = {
-        "run": {key: fields[key] for key in ("dataset", "source", "k", "size", "n", "seed")},
+        "run": {key: fields[key] for key in (*RUN_FIELDS, "recipe", "mode", "base_lr") if key in fields},
         "settings": settings,
         "settings_digest": grid.digest(settings),
         "source_meta": source_meta,
@@ -114,7 +119,7 @@ def device_split(path, dev) -> tuple:
     key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, str(dev))
     if key not in _ON_DEVICE:
         _ON_DEVICE.clear()  # one at a time: device memory is the scarce part
-        _ON_DEVICE[key] = train.to_device(*data.load_split(path), device=dev)
+        _ON_DEVICE[key] = train.to_device(*store.load_split(path), device=dev)
     return _ON_DEVICE[key]
 
 

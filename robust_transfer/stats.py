@@ -118,7 +118,7 @@ def summarize(
     """Mean and bootstrap CI of `value` per group, with its counts: runs averaged, collapsed runs
     among them or left out (include_collapsed: False), and excluded."""
     rows = []
-    for key, g in values.groupby(by, sort=False):
+    for key, g in values.groupby(by, sort=False, dropna=False):  # NaN keys: a published lr unknown
         collapsed = g["collapsed"].astype(bool)
         used = g if include_collapsed else g[~collapsed]
         low, high = bootstrap_ci(used["value"], seed, resamples)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import augment, crop
+from .augment import augment, crop, random_resized_crop
 from .disk import writing
 from .models import Net
 
@@ -52,7 +52,9 @@ class Loop:
     """Everything one training run carries from epoch to epoch.
 
     cfg: the run's resolved settings: epochs, batch_size, eval_batch_size, lr, momentum,
-    weight_decay, lr_drops, lr_gamma, input_size, augment, amp (and attack for pretraining).
+    weight_decay, lr_drops, lr_gamma, input_size, augment, amp (and attack for pretraining);
+    optional: train_crop ("random_resized": Salman et al.'s RandomResizedCrop of each whole
+    training image, then augment with pad 0), per_class (log test_acc_class too).
     """
 
     net: Net
@@ -114,8 +116,11 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
     loss) of the epoch."""
     cfg, net, opt, aug = loop.cfg, loop.net, loop.opt, loop.cfg["augment"]
     x, y, *extents = loop.train
-    if extents:  # RandomCrop(padding) over whole images takes the place of the shift
+    resized = cfg.get("train_crop") == "random_resized"  # Salman et al.: RandomResizedCrop, then the flip
+    if extents or resized:  # RandomCrop(padding) or RandomResizedCrop takes the place of the shift
         aug = {**aug, "pad": 0}
+    if resized and not extents:  # square stored images (CIFAR): each image is its whole extent
+        extents = [torch.tensor(x.shape[2:], device=y.device).expand(len(y), 2)]
     device = y.device
     for group in opt.param_groups:
         group["lr"] = lr_at(loop.epoch, cfg["lr"], cfg["epochs"], cfg["lr_drops"], cfg["lr_gamma"])
@@ -126,8 +131,12 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for i in range(0, n, bs):  # no drop_last: n=100 is one step per epoch
         idx = perm[i : i + bs]
-        xb = crop(x[idx], extents[0][idx], loop.crop, cfg["augment"]["pad"], loop.gen) if extents else x[idx]
-        xb, yb = augment(inputs(xb, cfg["input_size"]), loop.gen, **aug), y[idx]
+        if resized:
+            xb = random_resized_crop(x[idx], extents[0][idx], cfg["input_size"], loop.gen)
+        else:
+            xb = crop(x[idx], extents[0][idx], loop.crop, cfg["augment"]["pad"], loop.gen) if extents else x[idx]
+            xb = inputs(xb, cfg["input_size"])
+        xb, yb = augment(xb, loop.gen, **aug), y[idx]
         if loop.attack is not None:  # as the robustness library: attack in eval mode, so the
             net.eval()  # attack neither uses nor updates BatchNorm's batch statistics
             xb = loop.attack(net, xb, yb)
@@ -154,13 +163,14 @@ SPEEDUPS = frozenset({"inference_mode", "fold_bn", "cast", "channels_last"})
 
 def evaluate(
     net: Net, x, y, cfg: dict, attack: Callable | None = None, speedups=SPEEDUPS, cache: dict | None = None
-) -> tuple[float, float]:
+) -> tuple[float, ...]:
     """Accuracy (%) and mean cross-entropy of a device-resident split in eval mode: clean, or
     on the adversarial examples `attack` makes of each batch. Batches of cfg eval_batch_size;
     sums stay on the device: one host sync at the end. `net` itself is left as it was (a clean
     evaluation runs a folded copy; other modules than a Net run as they are). `cache`: where a
     run keeps that copy between its evaluations (Loop.inference), refreshed rather than made
-    anew each time."""
+    anew each time. With cfg per_class (a clean evaluation), a third number: the mean over the
+    classes present in the split of each class's accuracy (%) (class_accuracy)."""
     net.eval()
     if attack is not None:  # PGD needs input gradients, in fp32 as in training
         return _evaluate_attacked(net, x, y, cfg, attack)
@@ -181,12 +191,27 @@ def evaluate(
     with torch.inference_mode() if "inference_mode" in speedups else torch.no_grad(), _amp(device, amp):
         loss = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
+        hits = [] if cfg.get("per_class") else None  # per-image hits, for the per-class accuracy
         for i in range(0, len(y), bs):
             xb, yb = inputs(x[i : i + bs], cfg["input_size"]), y[i : i + bs]
             out = model(xb).float()
             loss += F.cross_entropy(out, yb, reduction="sum")
-            correct += (out.argmax(1) == yb).sum()
-        return 100.0 * correct.item() / len(y), loss.item() / len(y)
+            hit = out.argmax(1) == yb
+            correct += hit.sum()
+            if hits is not None:
+                hits.append(hit)
+        result = 100.0 * correct.item() / len(y), loss.item() / len(y)
+        return result if hits is None else (*result, class_accuracy(torch.cat(hits), y))
+
+
+def class_accuracy(hits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over the classes present in y of each class's accuracy (%): hits (N,) bool, y (N,).
+    The authors' --per-class-accuracy weighs each test image by N / (count of its class x
+    classes present), which sums to the same number."""
+    count = torch.bincount(y)
+    right = torch.bincount(y[hits], minlength=len(count))  # no weights: deterministic on CUDA too
+    present = count > 0
+    return (100.0 * (right[present] / count[present]).mean()).item()
 
 
 def _evaluate_attacked(net, x, y, cfg: dict, attack: Callable) -> tuple[float, float]:
@@ -362,15 +387,16 @@ def finetune(
     resume: Resume | None = None,
     clock: dict | None = None,
 ) -> list[dict]:
-    """Fine-tune `model` (fc replaced and blocks frozen already) and log every evaluation epoch.
+    """Fine-tune `model` (head replaced and parts frozen already) and log every evaluation epoch.
 
-    train/test: (images uint8 NHWC, labels) numpy pairs; cfg: grid.run_settings (the
+    train/test: (images uint8 NHWC, labels) numpy pairs; cfg: recipes.run_settings (the
     `finetune` section resolved for the run's size: epochs, eval_epochs). With `resume`, the
     state is saved at every evaluation epoch and a rerun continues from it (the same numbers as
     an uninterrupted run); it is removed at the end. Returns one row per evaluation epoch:
-    epoch, test_acc, test_loss, train_acc, train_loss, time (cumulative seconds), lr. `clock`,
-    if given, receives the seconds spent putting the run on the device (start), training and
-    evaluating (exact on GPUs too: both passes end in a host sync).
+    epoch, test_acc, (with cfg per_class: test_acc_class,) test_loss, train_acc, train_loss,
+    time (cumulative seconds), lr. `clock`, if given, receives the seconds spent putting the
+    run on the device (start), training and evaluating (exact on GPUs too: both passes end in
+    a host sync).
     """
     clock = {} if clock is None else clock
     t = time.perf_counter()
@@ -385,12 +411,13 @@ def finetune(
         trained += 1
         if loop.epoch in cfg["eval_epochs"]:
             t = time.perf_counter()
-            test_acc, test_loss = evaluate(loop.net, *loop.test, cfg, cache=loop.inference)
+            test_acc, test_loss, *per_class = evaluate(loop.net, *loop.test, cfg, cache=loop.inference)
             clock["eval"] += time.perf_counter() - t
             evaluated += 1
             row = dict(
                 epoch=loop.epoch,
                 test_acc=test_acc,
+                **({"test_acc_class": per_class[0]} if per_class else {}),  # cfg per_class (Salman et al.)
                 test_loss=test_loss,
                 train_acc=train_acc,
                 train_loss=train_loss,
@@ -411,7 +438,7 @@ def pretrain(model, train, test, cfg: dict, seed: int, device, progress=print, r
     """Train a source model from scratch, naturally or adversarially (cfg["attack"]); with
     `resume`, the state is saved after every epoch and a rerun continues from it.
 
-    cfg: grid.pretrain_settings. Returns clean and (with an attack) adversarial test accuracy (%).
+    cfg: recipes.pretrain_settings. Returns clean and (with an attack) adversarial test accuracy (%).
     """
     loop = start(model, train, test, cfg, seed, device)
     clock, trained = {"train": 0.0, "eval": 0.0}, 0

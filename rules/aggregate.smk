@@ -1,7 +1,7 @@
 rule aggregate:
     input:
         runs=figure_runs,
-        code=STATS_CODE,
+        code=stats_code,
     output:
         runs="results/figures/{fig}/runs.csv",
         summary="results/figures/{fig}/summary.csv",

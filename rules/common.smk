@@ -10,8 +10,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import update_config, validate
 
-from robust_transfer import configs, grid, names
-from robust_transfer.data import LOADERS, SUBSET_RULES
+from robust_transfer import checks, configs, grid, names, recipes, studies
+from robust_transfer.datasets import LOADERS
+from robust_transfer.subsets import SUBSET_RULES
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
 
@@ -63,6 +64,9 @@ def check_schema(config):
 
 compose_config()
 check_schema(config)
+studies.expand(
+    config, Path(workflow.basedir)
+)  # each study's source families, as sources entries
 
 # Package modules are inputs of the jobs whose numbers or looks they make: editing one reruns
 # those jobs (and only those). Snakemake tracks `script:` files itself, not what they import.
@@ -74,11 +78,27 @@ PLOTS_CODE = [str(PACKAGE / "plots.py"), str(PACKAGE / "names.py")]
 STATS_CODE = str(PACKAGE / "stats.py")
 PUBLISHED_CODE = str(PACKAGE / "published.py")
 METRICS_CODE = str(PACKAGE / "metrics.py")
+CLAIMS_CODE = str(PACKAGE / "claims.py")
+SWEEPS_CODE = str(PACKAGE / "sweeps.py")  # a study figure's numbers and look
+
+
+def stats_code(wildcards):
+    """The code an aggregation computes with: stats.py, and sweeps.py for a study's figure."""
+    return [STATS_CODE] + (
+        [SWEEPS_CODE] if grid.is_study_figure(config, wildcards.fig) else []
+    )
+
+
+def plots_code(wildcards):
+    """The code a drawing or table is made with: plots.py and names.py, and sweeps.py for a study's."""
+    return PLOTS_CODE + (
+        [SWEEPS_CODE] if grid.is_study_figure(config, wildcards.fig) else []
+    )
 
 
 def check_config(config):
-    """Cross-references the schema cannot express (grid.problems); one error listing every one."""
-    problems = grid.problems(config)
+    """Cross-references the schema cannot express (checks.problems); one error listing every one."""
+    problems = checks.problems(config)
     if problems:
         raise WorkflowError(
             "config.yaml has problems:\n  "
@@ -97,9 +117,10 @@ def _choice(names):
 FETCHED = grid.sources_of_kind(config, "url")
 TRAINED = grid.sources_of_kind(config, "train")
 RANDOM = grid.sources_of_kind(config, "random_init")
-FIGURES = [f for f, spec in config["figures"].items() if spec["kind"] != "table"]
-TABLES = [f for f, spec in config["figures"].items() if spec["kind"] == "table"]
-IN_ALL = grid.in_all(config)
+FIGURES = [f for f, s in config["figures"].items() if s["kind"] not in grid.TABLE_KINDS]
+TABLES = [f for f, s in config["figures"].items() if s["kind"] in grid.TABLE_KINDS]
+IN_ALL = grid.in_all(config)  # Utrera et al.'s: `snakemake` (rule all)
+STUDIES = list(config.get("studies") or {})
 
 
 wildcard_constraints:
@@ -107,7 +128,7 @@ wildcard_constraints:
     source=_choice(config["sources"]),
     loader=_choice(LOADERS),
     fig=_choice(config["figures"]),
-    k=r"\d+",
+    tuning=grid.TUNING,
     size=r"\d+|full",
     seed=r"\d+",
     method="|".join(SUBSET_RULES),
@@ -128,18 +149,21 @@ def source_spec(key):
 
 
 def run_settings(wildcards):
-    return grid.run_settings(
-        config, wildcards.dataset, wildcards.source, wildcards.size
-    )
+    return recipes.settings_of(config, grid.Run.of(wildcards))
+
+
+def run_threads(wildcards):
+    """A run's CPU threads: its recipe section's (placement: no param, no rerun)."""
+    return config[grid.Run.of(wildcards).recipe]["threads"]
 
 
 def run_subset(wildcards):
-    method = grid.subset_rule(config, wildcards.source)
+    method = recipes.subset_rule(config, wildcards.source)
     return f"results/subsets/{wildcards.dataset}/{method}/n{wildcards.size}/s{wildcards.seed}.npy"
 
 
 def pretrain_settings(wildcards):
-    return grid.pretrain_settings(config, wildcards.source)
+    return recipes.pretrain_settings(config, wildcards.source)
 
 
 def figure_statistics(wildcards):
@@ -240,18 +264,23 @@ def after_work():
         watch.finish()
 
 
-# ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: an
-# estimate from the job's size, epochs, input size and test set (robust_transfer.grid), times
-# the attempt (1, then 2, 3 when profiles/slurm retries a job). A profile's set-resources would
-# override it; profiles/slurm leaves runtime of these rules alone.
+# ---- time limits (resources: runtime, minutes), the one place a job's limit comes from: the cost
+# model of robust_transfer.plan (benchmarks/costs.yaml, the device of the config's `cost`), the
+# same that prints an invocation's cost, with a margin, times the attempt (1, then 2, 3 when
+# profiles/slurm retries a job). A profile's set-resources would override it; profiles/slurm
+# leaves runtime of these rules alone.
 
 
 def finetune_runtime(wildcards, attempt):
-    return grid.run_minutes(config, wildcards.dataset, wildcards.size, attempt)
+    from robust_transfer import plan
+
+    return plan.time_limit(config, grid.Run.of(wildcards), attempt)
 
 
 def pretrain_runtime(wildcards, attempt):
-    return grid.pretrain_minutes(config, wildcards.source, attempt)
+    from robust_transfer import plan
+
+    return plan.pretrain_limit(config, wildcards.source, attempt)
 
 
 # ---- packs on a cluster (pack.cluster_hours): the `group` of each fine-tuning job.
@@ -315,6 +344,44 @@ def metrics_files(runs):
 
 def figure_runs(wildcards):
     return metrics_files(grid.figure_runs(config, wildcards.fig))
+
+
+def study_published(key):
+    """A file of a study's published tables, relative to the workflow (the repository ships it)."""
+
+    def inner(wildcards):
+        path = (
+            Path(workflow.basedir)
+            / config["studies"][wildcards.study]["published"][key]
+        )
+        return os.path.relpath(path)
+
+    return inner
+
+
+def published_runs(wildcards):
+    """The published run table of a figure's study: Utrera et al.'s logs, or a study's tables."""
+    study = config["figures"][wildcards.fig].get("study")
+    return [
+        f"results/published/{study}/runs.csv" if study else "results/published/runs.csv"
+    ]
+
+
+def claim_list(wildcards):
+    """The claims of a study (Utrera et al.'s: the top-level `claims`)."""
+    study = wildcards.get("study")
+    return (config["studies"][study] if study else config).get("claims") or []
+
+
+def claim_figures(wildcards):
+    return list(dict.fromkeys(c["figure"] for c in claim_list(wildcards)))
+
+
+def claim_summaries(prefix):
+    def inner(wildcards):
+        return [f"{prefix}{fig}/summary.csv" for fig in claim_figures(wildcards)]
+
+    return inner
 
 
 def figure_files(prefix, figs):

@@ -1,7 +1,7 @@
 rule figure:
     input:
         summary="results/figures/{fig}/summary.csv",
-        code=PLOTS_CODE,
+        code=plots_code,
     output:
         pdf="figures/{fig}.pdf",
         # the same drawing for browsers: the report shows it (a PDF shows as an empty pane there)

@@ -13,7 +13,7 @@ rule finetune:
         finetune_pack
     conda:
         "../envs/workflow.yaml"
-    threads: config["finetune"]["threads"]
+    threads: run_threads
     resources:
         gpu=1,
         runtime=finetune_runtime,

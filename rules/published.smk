@@ -36,8 +36,8 @@ rule published_runs:
 
 use rule aggregate as published_aggregate with:
     input:
-        runs=["results/published/runs.csv"],
-        code=STATS_CODE,
+        runs=published_runs,
+        code=stats_code,
     output:
         runs="results/published/figures/{fig}/runs.csv",
         summary="results/published/figures/{fig}/summary.csv",
@@ -48,7 +48,7 @@ use rule aggregate as published_aggregate with:
 use rule figure as published_figure with:
     input:
         summary="results/published/figures/{fig}/summary.csv",
-        code=PLOTS_CODE,
+        code=plots_code,
     output:
         pdf="figures/published/{fig}.pdf",
         png="figures/published/{fig}.png",
@@ -71,10 +71,34 @@ use rule figure as compare with:
     input:
         summary="results/figures/{fig}/summary.csv",
         theirs="results/published/figures/{fig}/summary.csv",
-        code=PLOTS_CODE,
+        code=plots_code,
     output:
         table="figures/compare/{fig}.csv",
         pdf="figures/compare/{fig}.pdf",
         png="figures/compare/{fig}.png",
     log:
         "logs/compare/{fig}.log",
+
+
+# A study's published tables (reference/<study>, in the repository): a run table of their own.
+rule study_published_runs:
+    input:
+        transfer=study_published("transfer"),
+        best_params=study_published("best_params"),
+        facts=study_published("datasets"),
+        code=PUBLISHED_CODE,
+    output:
+        runs="results/published/{study}/runs.csv",
+    log:
+        "logs/published_runs/{study}.log",
+    wildcard_constraints:
+        study=_choice(STUDIES),
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        datasets=lambda w: {
+            d: config["datasets"][d] for d in config["studies"][w.study]["datasets"]
+        },
+    script:
+        "../scripts/published_runs.py"

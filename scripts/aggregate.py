@@ -8,17 +8,28 @@ from robust_transfer.runner import delegate
 
 delegate(snakemake, "light")
 
-from robust_transfer import stats
+from robust_transfer import stats, sweeps
 from robust_transfer.joblog import to_log
 
 to_log(snakemake)
 spec, cfg = snakemake.params.statistics, snakemake.params.settings
-runs = stats.select(stats.read_runs(snakemake.input.runs), spec)
-runs = stats.flag_collapsed(runs, cfg["collapse_margin"])
-runs.to_csv(snakemake.output.runs, index=False)
-summary = stats.figure_summary(runs, spec, cfg["bootstrap_seed"], cfg["include_collapsed"])
-summary.to_csv(snakemake.output.summary, index=False)
-flags = runs.drop_duplicates(stats.RUN_KEYS)["collapsed"]
-how = "averaged in" if cfg["include_collapsed"] else "left out (aggregate.include_collapsed: false)"
-short = int((summary["runs"] < summary["expected"]).sum())
-print(f"{len(flags)} runs; {int(flags.sum())} collapsed, {how}; {short} cells short of seeds")
+if "study" in spec:  # a study's figure (Salman et al.): the best learning rate per cell
+    published = "published" in snakemake.output.summary.split("/")
+    runs = sweeps.select(
+        stats.read_runs(snakemake.input.runs), spec, spec.get("origin", "submission") if published else None
+    )
+    runs.to_csv(snakemake.output.runs, index=False)
+    summary = sweeps.summary(runs, spec, cfg["bootstrap_seed"], cfg["collapse_margin"], cfg["include_collapsed"])
+    summary.to_csv(snakemake.output.summary, index=False)
+    cells = summary[summary["role"] == "cell"]
+    print(f"{len(runs)} rows; {len(cells)} cells; {int(cells['collapsed'].sum())} collapsed runs")
+else:
+    runs = stats.select(stats.read_runs(snakemake.input.runs), spec)
+    runs = stats.flag_collapsed(runs, cfg["collapse_margin"])
+    runs.to_csv(snakemake.output.runs, index=False)
+    summary = stats.figure_summary(runs, spec, cfg["bootstrap_seed"], cfg["include_collapsed"])
+    summary.to_csv(snakemake.output.summary, index=False)
+    flags = runs.drop_duplicates(stats.RUN_KEYS)["collapsed"]
+    how = "averaged in" if cfg["include_collapsed"] else "left out (aggregate.include_collapsed: false)"
+    short = int((summary["runs"] < summary["expected"]).sum())
+    print(f"{len(flags)} runs; {int(flags.sum())} collapsed, {how}; {short} cells short of seeds")

@@ -6,14 +6,15 @@ from robust_transfer.runner import delegate
 
 delegate(snakemake, "train")
 
-from robust_transfer.grid import Run, allow_cpu
+from robust_transfer.grid import Run
 from robust_transfer.joblog import to_log
+from robust_transfer.recipes import allow_cpu
 from robust_transfer.runs import run_job
 
 to_log(snakemake)
 run = Run.of(snakemake.wildcards)
 # allow_cpu, like threads, says where the job runs: read from the config, not a param (no rerun)
-cpu_ok = allow_cpu(snakemake.config)
+cpu_ok = allow_cpu(snakemake.config, recipe=run.recipe)
 log = snakemake.log[0] if snakemake.log else None
 run_job(
     snakemake.input,

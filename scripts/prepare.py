@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from robust_transfer import data
+from robust_transfer import datasets, store
 from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-splits = data.prepare(snakemake.params.spec, Path(snakemake.input.ready).parent)
+splits = datasets.prepare(snakemake.params.spec, Path(snakemake.input.ready).parent)
 for name, (images, labels, *extents) in splits.items():
-    data.save_split(snakemake.output[name], images, labels, *extents)
+    store.save_split(snakemake.output[name], images, labels, *extents)
     print(f"{name}: images {images.shape} {images.dtype}, {len(set(labels.tolist()))} classes")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from robust_transfer import checkpoints, data, device, disk, files, grid, train
+from robust_transfer import checkpoints, device, disk, files, grid, recipes, store, train
 from robust_transfer.joblog import to_log
 from robust_transfer.models import resnet50
 
@@ -19,16 +19,16 @@ cfg = snakemake.params.settings
 device.setup(snakemake.threads, cfg["deterministic"])
 # Before anything is loaded: a GPU unless the CPU is allowed (allow_cpu, like threads, says where
 # the job runs: read from the config, not a param), and every folder this job writes.
-dev = device.pick(cfg["device"], grid.allow_cpu(snakemake.config, snakemake.wildcards.source), "pretrain")
+dev = device.pick(cfg["device"], recipes.allow_cpu(snakemake.config, snakemake.wildcards.source), "pretrain")
 weights, state = Path(snakemake.output.weights), Path(snakemake.params.state)
 folders = [weights.parent, state.parent] + [Path(p).parent for p in snakemake.log]
 disk.check_folders(folders)
 torch.manual_seed(cfg["seed"])  # the initial weights depend on the source's seed only
-classes = int(data.load_labels(snakemake.input.train).max()) + 1
+classes = int(store.load_labels(snakemake.input.train).max()) + 1
 model = resnet50(num_classes=classes, width_per_group=cfg.get("width_per_group", 64))
 # the resume state, then (after it is removed) the weights: both counted, to be safe
 disk.check_space([(state.parent, disk.state_bytes(model)), (weights.parent, disk.tensor_bytes(model))])
-tr, te = data.load_split(snakemake.input.train), data.load_split(snakemake.input.test)
+tr, te = store.load_split(snakemake.input.train), store.load_split(snakemake.input.test)
 resume = train.Resume(state, grid.digest({"settings": cfg, "inputs": files.stamps(snakemake.input)}))
 result = train.pretrain(model, tr, te, cfg, cfg["seed"], dev, resume=resume)
 with disk.writing(weights, "source weights"):

@@ -8,12 +8,12 @@ delegate(snakemake, "light")
 
 import numpy as np
 
-from robust_transfer import data
+from robust_transfer import store, subsets
 from robust_transfer.joblog import to_log
 
 to_log(snakemake)
-labels = data.load_labels(snakemake.input.train)  # a broken split fails naming the file
+labels = store.load_labels(snakemake.input.train)  # a broken split fails naming the file
 w = snakemake.wildcards
-idx = data.draw_subset(w.method, labels, w.size, int(w.seed))
+idx = subsets.draw_subset(w.method, labels, w.size, int(w.seed))
 np.save(snakemake.output.idx, idx)
 print(f"{len(idx)} of {len(labels)} images, {len(np.unique(labels[idx]))} classes")

@@ -25,10 +25,14 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def load_config(*overlays: str | Path) -> dict:
-    """config.yaml with overlays merged in, exactly as Snakemake merges --configfile."""
+    """config.yaml with overlays merged in, exactly as Snakemake merges --configfile, and the
+    studies' source families expanded, as the workflow sees it."""
+    from robust_transfer import studies
+
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for path in overlays:
         update_config(config, yaml.safe_load((REPO / path).read_text()))
+    studies.expand(config, REPO)  # each study's source families, as the Snakefile adds them
     return config
 
 

@@ -1,6 +1,6 @@
 """Dataset I/O through the real code path: tiny datasets written in each torchvision loader's true
-on-disk format, made ready by data.download(..., offline=True) (which builds the real torchvision
-dataset classes with download=False) and read back by data.prepare(). No network, no GPU.
+on-disk format, made ready by download.download(..., offline=True) (which builds the real torchvision
+dataset classes with download=False) and read back by datasets.prepare(). No network, no GPU.
 
 CIFAR and SVHN: torchvision checks the md5 of every file against constants on the dataset class.
 The tests replace those constants (monkeypatch, undone after each test) by the md5s of the files
@@ -21,7 +21,8 @@ import scipy.io
 import torchvision.datasets as tvd
 from PIL import Image
 
-from robust_transfer import data
+from robust_transfer import datasets, download, store, subsets
+from robust_transfer import images as imaging
 
 TORCHVISION = ["cifar10", "cifar100", "svhn", "mnist", "fmnist", "kmnist", "caltech101"]
 MNIST_CLASSES = {"mnist": tvd.MNIST, "fmnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST}
@@ -170,8 +171,8 @@ def test_cifar_round_trip(loader, tmp_path, monkeypatch):
     """CIFAR pickles (CHW rows, labels / fine_labels) come back as exact NHWC pixels and labels,
     batches concatenated in order."""
     expected = write_cifar(tmp_path, loader, monkeypatch)
-    data.download(loader, tmp_path, offline=True)
-    out = data.prepare({"loader": loader}, tmp_path)
+    download.download(loader, tmp_path, offline=True)
+    out = datasets.prepare({"loader": loader}, tmp_path)
     for split in ("train", "test"):
         images, labels = out[split]
         assert images.dtype == np.uint8 and images.shape == (len(expected[split][0]), 32, 32, 3)
@@ -184,8 +185,8 @@ def test_cifar_round_trip(loader, tmp_path, monkeypatch):
 def test_svhn_round_trip_maps_label_10_to_0(tmp_path, monkeypatch):
     """SVHN's (H, W, C, N) arrays come back as exact NHWC pixels, and label 10 as digit 0."""
     expected = write_svhn(tmp_path, monkeypatch)
-    data.download("svhn", tmp_path, offline=True)
-    out = data.prepare({"loader": "svhn"}, tmp_path)
+    download.download("svhn", tmp_path, offline=True)
+    out = datasets.prepare({"loader": "svhn"}, tmp_path)
     for split in ("train", "test"):
         images, labels = out[split]
         assert images.dtype == np.uint8 and images.shape == (len(labels), 32, 32, 3)
@@ -198,8 +199,8 @@ def test_svhn_round_trip_maps_label_10_to_0(tmp_path, monkeypatch):
 def test_mnist_family_round_trip_grey_to_rgb(loader, tmp_path):
     """idx files in <ClassName>/raw/ come back exactly, grey pixels copied to three channels."""
     expected = write_mnist(tmp_path, loader)
-    data.download(loader, tmp_path, offline=True)
-    out = data.prepare({"loader": loader}, tmp_path)
+    download.download(loader, tmp_path, offline=True)
+    out = datasets.prepare({"loader": loader}, tmp_path)
     for split in ("train", "test"):
         images, labels = out[split]
         grey, known = expected[split]
@@ -214,8 +215,8 @@ def test_caltech101_split_size_and_labels(tmp_path):
     """Caltech-101 (no official split): a seeded per-class split of the sorted categories without
     BACKGROUND_Google, every image resized to 16x16, each image still with its category's label."""
     labels = write_caltech(tmp_path)
-    data.download("caltech101", tmp_path, offline=True)
-    out = data.prepare(CALTECH_SPEC, tmp_path)
+    download.download("caltech101", tmp_path, offline=True)
+    out = datasets.prepare(CALTECH_SPEC, tmp_path)
     train, test = out["train"], out["test"]
     assert np.bincount(train[1]).tolist() == [2, 2, 2]
     assert np.bincount(test[1]).tolist() == [count - 2 for count, _ in CALTECH.values()]
@@ -228,7 +229,7 @@ def test_caltech101_split_size_and_labels(tmp_path):
             np.testing.assert_allclose(image[8, 13], [250] * 3, atol=JPEG_TOLERANCE)  # right half
             if y == 1:  # the greyscale category: three identical channels
                 assert (image[..., 0] == image[..., 1]).all() and (image[..., 0] == image[..., 2]).all()
-    again = data.prepare(CALTECH_SPEC, tmp_path)
+    again = datasets.prepare(CALTECH_SPEC, tmp_path)
     np.testing.assert_array_equal(again["test"][0], test[0])  # the split is seeded
 
 
@@ -236,9 +237,9 @@ def test_caltech101_downscale_variant(tmp_path):
     """{"downscale": 4} (Table 2's low-resolution variant) keeps the split and the 16x16 shape
     but blurs the images."""
     write_caltech(tmp_path)
-    data.download("caltech101", tmp_path, offline=True)
-    plain = data.prepare(CALTECH_SPEC, tmp_path)
-    low = data.prepare({**CALTECH_SPEC, "downscale": 4}, tmp_path)
+    download.download("caltech101", tmp_path, offline=True)
+    plain = datasets.prepare(CALTECH_SPEC, tmp_path)
+    low = datasets.prepare({**CALTECH_SPEC, "downscale": 4}, tmp_path)
     for split in ("train", "test"):
         assert low[split][0].shape == plain[split][0].shape
         np.testing.assert_array_equal(low[split][1], plain[split][1])
@@ -253,7 +254,7 @@ def test_download_runs_torchvision_md5_check(tmp_path, monkeypatch):
     with open(tmp_path / "cifar-10-batches-py" / "test_batch", "ab") as f:
         f.write(b"\0")
     with pytest.raises(RuntimeError, match="corrupted"):
-        data.download("cifar10", tmp_path, offline=True)
+        download.download("cifar10", tmp_path, offline=True)
 
 
 # --------------------------------------------------------------------- missing data, mirror
@@ -263,13 +264,13 @@ def test_download_runs_torchvision_md5_check(tmp_path, monkeypatch):
 def test_offline_missing_data_names_files(loader, tmp_path):
     """Offline with nothing there: MissingData lists every file torchvision needs and where to put it."""
     root = tmp_path / "root"
-    with pytest.raises(data.MissingData) as err:
-        data.download(loader, root, offline=True)
+    with pytest.raises(download.MissingData) as err:
+        download.download(loader, root, offline=True)
     message = str(err.value)
     assert (
         "offline" in message and f"Put them, at these relative paths (torchvision's layout), under {root}/" in message
     )
-    for rel in data.LOADERS[loader].files:
+    for rel in datasets.LOADERS[loader].files:
         assert rel in message
 
 
@@ -278,8 +279,8 @@ def test_offline_missing_data_names_only_missing_file_and_mirror(tmp_path):
     root, mirror = tmp_path / "root", tmp_path / "mirror"
     write_mnist(root, "mnist")
     (root / "MNIST/raw/t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(data.MissingData) as err:
-        data.download("mnist", root, mirror=mirror, offline=True)
+    with pytest.raises(download.MissingData) as err:
+        download.download("mnist", root, mirror=mirror, offline=True)
     message = str(err.value)
     assert "MNIST/raw/t10k-labels-idx1-ubyte" in message and "train-images-idx3-ubyte" not in message
     assert f"under {mirror}/ (data.mirror) or {root}/" in message
@@ -291,16 +292,16 @@ def test_mirror_is_copied_into_empty_root(loader, tmp_path, monkeypatch):
     root and then load exactly as the mirror's own copy does."""
     root, mirror = tmp_path / "root", tmp_path / "mirror"
     write(loader, mirror, monkeypatch)
-    data.download(loader, root, mirror=mirror, offline=True)
-    assert data.missing_files(loader, root) == []
-    for rel in data.LOADERS[loader].files:
+    download.download(loader, root, mirror=mirror, offline=True)
+    assert download.missing_files(loader, root) == []
+    for rel in datasets.LOADERS[loader].files:
         src, dst = mirror / rel, root / rel
         pairs = (
             [(src, dst)] if src.is_file() else [(f, dst / f.relative_to(src)) for f in src.rglob("*") if f.is_file()]
         )
         assert pairs and all(a.read_bytes() == b.read_bytes() for a, b in pairs)
     for split in ("train", "test"):
-        (got_x, got_y), (want_x, want_y) = data.read(loader, root, split), data.read(loader, mirror, split)
+        (got_x, got_y), (want_x, want_y) = datasets.read(loader, root, split), datasets.read(loader, mirror, split)
         np.testing.assert_array_equal(got_y, want_y)
         for a, b in zip(as_arrays(got_x), as_arrays(want_x), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -321,8 +322,8 @@ def test_mirror_archive_is_unpacked_by_torchvision(tmp_path, monkeypatch):
     """Not offline, a mirrored archive with the right md5 is unpacked by torchvision's download()
     without touching the network (torchvision skips the fetch of a file that passes its md5)."""
     mirror, expected = _cifar10_archive(tmp_path, monkeypatch)
-    data.download("cifar10", tmp_path / "root", mirror=mirror, offline=False)
-    images, labels = data.prepare({"loader": "cifar10"}, tmp_path / "root")["test"]
+    download.download("cifar10", tmp_path / "root", mirror=mirror, offline=False)
+    images, labels = datasets.prepare({"loader": "cifar10"}, tmp_path / "root")["test"]
     np.testing.assert_array_equal(images, expected["test"][0])
     np.testing.assert_array_equal(labels, expected["test"][1])
 
@@ -331,8 +332,8 @@ def test_offline_mirror_archive_is_usable(tmp_path, monkeypatch):
     """A mirror may hold torchvision's archives instead of the unpacked files: offline,
     download() copies cifar-10-python.tar.gz and unpacks it itself."""
     mirror, expected = _cifar10_archive(tmp_path, monkeypatch)
-    data.download("cifar10", tmp_path / "root", mirror=mirror, offline=True)
-    labels = data.prepare({"loader": "cifar10"}, tmp_path / "root")["test"][1]
+    download.download("cifar10", tmp_path / "root", mirror=mirror, offline=True)
+    labels = datasets.prepare({"loader": "cifar10"}, tmp_path / "root")["test"][1]
     np.testing.assert_array_equal(labels, expected["test"][1])
 
 
@@ -345,9 +346,9 @@ def test_digits_demo_classes_and_split(tmp_path):
     from sklearn.datasets import load_digits
 
     spec = {"loader": "digits", "classes": [5, 6, 7, 8, 9], "split": HALF_SPLIT}
-    data.download("digits", tmp_path, offline=True)
+    download.download("digits", tmp_path, offline=True)
     assert "nothing to download" in (tmp_path / "SOURCE").read_text()
-    out = data.prepare(spec, tmp_path)
+    out = datasets.prepare(spec, tmp_path)
     d = load_digits()
     keep = d.target >= 5
     counts = np.bincount(d.target[keep] - 5)
@@ -367,16 +368,16 @@ def test_digits_demo_classes_and_split(tmp_path):
     assert sorted(records(train_x[..., 0], train_y) + records(test_x[..., 0], test_y)) == records(
         want, d.target[keep] - 5
     )
-    again = data.prepare(spec, tmp_path)
-    other = data.prepare({**spec, "split": {**HALF_SPLIT, "seed": 1}}, tmp_path)
+    again = datasets.prepare(spec, tmp_path)
+    other = datasets.prepare({**spec, "split": {**HALF_SPLIT, "seed": 1}}, tmp_path)
     np.testing.assert_array_equal(again["train"][0], out["train"][0])
     assert not np.array_equal(other["train"][0], out["train"][0])
 
 
 def test_lfw_demo_two_classes(tmp_path):
     """scikit-image's LFW subset: 200 grey 25x25 images, 100 faces (1) and 100 non-faces (0)."""
-    data.download("lfw", tmp_path, offline=True)
-    out = data.prepare({"loader": "lfw", "split": HALF_SPLIT}, tmp_path)
+    download.download("lfw", tmp_path, offline=True)
+    out = datasets.prepare({"loader": "lfw", "split": HALF_SPLIT}, tmp_path)
     (train_x, train_y), (test_x, test_y) = out["train"], out["test"]
     assert len(train_y) + len(test_y) == 200
     assert np.bincount(train_y).tolist() == [50, 50] and np.bincount(test_y).tolist() == [50, 50]
@@ -393,8 +394,8 @@ def test_save_load_split_round_trip(tmp_path):
     rng = np.random.default_rng(40)
     images, labels = random_pixels(rng, 5, 6, 7, 3), rng.integers(0, 3, 5).astype(np.int64)
     path = tmp_path / "split.npz"
-    data.save_split(path, images, labels)
-    got_images, got_labels = data.load_split(path)
+    store.save_split(path, images, labels)
+    got_images, got_labels = store.load_split(path)
     assert got_images.dtype == np.uint8 and got_labels.dtype == np.int64
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
@@ -409,15 +410,15 @@ def test_load_split_rows_reads_only_the_subset(tmp_path):
     images, labels = random_pixels(rng, 50, 6, 7, 3), rng.integers(0, 3, 50).astype(np.int64)
     extents = rng.integers(1, 9, (50, 2))
     rows = np.array([0, 7, 8, 31, 49])
-    data.save_split(tmp_path / "s.npz", images, labels, extents)
+    store.save_split(tmp_path / "s.npz", images, labels, extents)
     np.savez_compressed(tmp_path / "c.npz", images=images, labels=labels)
     for name in ("s.npz", "c.npz"):
-        got_images, got_labels = data.load_split(tmp_path / name, rows=rows)
+        got_images, got_labels = store.load_split(tmp_path / name, rows=rows)
         assert isinstance(got_images, np.ndarray) and got_images.flags["C_CONTIGUOUS"]
         np.testing.assert_array_equal(got_images, images[rows])
         np.testing.assert_array_equal(got_labels, labels[rows])
-    np.testing.assert_array_equal(data.load_extents(tmp_path / "s.npz", rows=rows), extents[rows])
-    assert data.load_extents(tmp_path / "c.npz", rows=rows) is None
+    np.testing.assert_array_equal(store.load_extents(tmp_path / "s.npz", rows=rows), extents[rows])
+    assert store.load_extents(tmp_path / "c.npz", rows=rows) is None
 
 
 def test_resize_downscale_shrinks_then_enlarges():
@@ -425,27 +426,27 @@ def test_resize_downscale_shrinks_then_enlarges():
     arrays already at the size (or with no size) are returned untouched."""
     rng = np.random.default_rng(50)
     images = random_pixels(rng, 3, 12, 12, 3)
-    assert data.resize(images, None) is images and data.resize(images, 12) is images
-    low = data.resize(images, 12, downscale=4)
+    assert imaging.resize(images, None) is images and imaging.resize(images, 12) is images
+    low = imaging.resize(images, 12, downscale=4)
     assert low.shape == images.shape and low.dtype == np.uint8
-    np.testing.assert_array_equal(low, data.resize(data.resize(images, 4), 12))
+    np.testing.assert_array_equal(low, imaging.resize(imaging.resize(images, 4), 12))
     assert not np.array_equal(low, images)
     pil = Image.fromarray(images[0]).resize((4, 4), Image.BILINEAR).resize((12, 12), Image.BILINEAR)
     np.testing.assert_array_equal(low[0], np.asarray(pil))
     mixed = [Image.fromarray(random_pixels(rng, 9, 15)), Image.fromarray(random_pixels(rng, 20, 10, 3))]
-    assert data.resize(mixed, 8, downscale=2).shape == (2, 8, 8, 3)
+    assert imaging.resize(mixed, 8, downscale=2).shape == (2, 8, 8, 3)
 
 
 def test_subset_keeps_every_class_and_is_seeded():
     """The paper's subset rule: `size` sorted indices with every class present, same for the same seed."""
     labels = np.repeat(np.arange(4), [30, 5, 1, 14])
-    picked = data.subset(labels, 6, seed=3)
+    picked = subsets.subset(labels, 6, seed=3)
     assert len(picked) == 6 and set(labels[picked].tolist()) == {0, 1, 2, 3}
     assert (np.diff(picked) > 0).all()
-    np.testing.assert_array_equal(picked, data.subset(labels, 6, seed=3))
-    assert len(data.subset(labels, "full", seed=3)) == len(labels)
+    np.testing.assert_array_equal(picked, subsets.subset(labels, 6, seed=3))
+    assert len(subsets.subset(labels, "full", seed=3)) == len(labels)
     with pytest.raises(ValueError):
-        data.subset(labels, 3, seed=3)  # fewer slots than classes
+        subsets.subset(labels, 3, seed=3)  # fewer slots than classes
 
 
 # ------------------------------------------------------------------ low-pass variant (Table 2)
@@ -458,8 +459,8 @@ def test_lowpass_zeroes_exactly_the_configured_frequencies():
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
-    out = data.lowpass_float(image, 40)
-    cut = data.lowpass_order(16)[:40]
+    out = imaging.lowpass_float(image, 40)
+    cut = imaging.lowpass_order(16)[:40]
     for c in range(3):
         before = dctn(image[..., c].astype(float), norm="ortho").ravel()
         after = dctn(out[..., c], norm="ortho").ravel()
@@ -467,18 +468,18 @@ def test_lowpass_zeroes_exactly_the_configured_frequencies():
         keep = np.setdiff1d(np.arange(256), cut)
         np.testing.assert_allclose(after[keep], before[keep], atol=1e-9)
     # the highest frequency (15, 15) goes first; ties such as (15, 14) and (14, 15) by index
-    assert list(data.lowpass_order(16)[:3]) == [255, 239, 254]
+    assert list(imaging.lowpass_order(16)[:3]) == [255, 239, 254]
 
 
 def test_lowpass_in_prepare_removes_the_band():
     spec = {"loader": "lfw", "size": 24, "lowpass": 200, "split": {"seed": 0, "test_fraction": 0.25}}
-    plain = data.prepare({**spec, "lowpass": None}, Path("."))
-    low = data.prepare(spec, Path("."))
+    plain = datasets.prepare({**spec, "lowpass": None}, Path("."))
+    low = datasets.prepare(spec, Path("."))
     from scipy.fft import dctn
 
     assert low["train"][0].shape == plain["train"][0].shape and low["train"][0].dtype == np.uint8
     np.testing.assert_array_equal(low["train"][1], plain["train"][1])
-    cut = data.lowpass_order(24)[:200]
+    cut = imaging.lowpass_order(24)[:200]
     energy = lambda a: sum((dctn(img[..., 0].astype(float), norm="ortho").ravel()[cut] ** 2).sum() for img in a)  # noqa: E731
     # only uint8 rounding noise is left in the removed band
     assert energy(low["train"][0]) < 0.05 * energy(plain["train"][0])
@@ -491,10 +492,10 @@ def test_resize_keeps_aspect_then_centre_crops():
 
     wide = np.zeros((20, 60, 3), dtype=np.uint8)
     wide[:, 20:40] = 200  # a bright middle third
-    out = data.resize([Image.fromarray(wide)], 10)
+    out = imaging.resize([Image.fromarray(wide)], 10)
     assert out.shape == (1, 10, 10, 3)
     assert (out[0, :, 2:8] == 200).all()  # the crop is the middle third, not the whole width
-    low = data.resize([Image.fromarray(wide)], 10, downscale=4)
+    low = imaging.resize([Image.fromarray(wide)], 10, downscale=4)
     assert low.shape == (1, 10, 10, 3) and not np.array_equal(low, out)
 
 
@@ -503,9 +504,9 @@ def test_caltech101_random_train_crop_keeps_whole_images(tmp_path):
     shorter side to `size`, aspect kept, on a zero canvas with its true extent; the test split
     is still the centre crop."""
     write_caltech(tmp_path)
-    data.download("caltech101", tmp_path, offline=True)
-    out = data.prepare({**CALTECH_SPEC, "train_crop": "random"}, tmp_path)
-    centre = data.prepare(CALTECH_SPEC, tmp_path)
+    download.download("caltech101", tmp_path, offline=True)
+    out = datasets.prepare({**CALTECH_SPEC, "train_crop": "random"}, tmp_path)
+    centre = datasets.prepare(CALTECH_SPEC, tmp_path)
     board, labels, extents = out["train"]
     np.testing.assert_array_equal(labels, centre["train"][1])
     np.testing.assert_array_equal(out["test"][0], centre["test"][0])
@@ -513,45 +514,45 @@ def test_caltech101_random_train_crop_keeps_whole_images(tmp_path):
     assert board.shape == (len(labels), *extents.max(0), 3)
     for image, (h, w) in zip(board, extents):
         assert not image[h:].any() and not image[:, w:].any()  # zero outside the image
-    data.save_split(tmp_path / "train.npz", *out["train"])
-    np.testing.assert_array_equal(data.load_extents(tmp_path / "train.npz"), extents)
-    data.save_split(tmp_path / "test.npz", *out["test"])
-    assert data.load_extents(tmp_path / "test.npz") is None
+    store.save_split(tmp_path / "train.npz", *out["train"])
+    np.testing.assert_array_equal(store.load_extents(tmp_path / "train.npz"), extents)
+    store.save_split(tmp_path / "test.npz", *out["test"])
+    assert store.load_extents(tmp_path / "test.npz") is None
 
 
 def test_make_loaders_subset_is_the_robustness_librarys():
     """The authors' from-scratch subset: RandomState(seed).choice over every index, without
     replacement, no class guaranteed (their make_loaders), sorted."""
-    idx = data.subset_make_loaders(1000, 50, 20000000)
+    idx = subsets.subset_make_loaders(1000, 50, 20000000)
     expected = np.random.RandomState(20000000).choice(list(range(1000)), size=50, replace=False)
     np.testing.assert_array_equal(idx, np.sort(expected))
     assert len(set(idx.tolist())) == 50
-    np.testing.assert_array_equal(data.subset_make_loaders(7, "full", 1), np.arange(7))
-    np.testing.assert_array_equal(data.subset_make_loaders(7, 7, 1), np.arange(7))  # n = total: every image
+    np.testing.assert_array_equal(subsets.subset_make_loaders(7, "full", 1), np.arange(7))
+    np.testing.assert_array_equal(subsets.subset_make_loaders(7, 7, 1), np.arange(7))  # n = total: every image
     with pytest.raises(ValueError, match="cannot draw 8 of 7"):
-        data.subset_make_loaders(7, 8, 1)
+        subsets.subset_make_loaders(7, 8, 1)
     labels = np.repeat(np.arange(10), 100)
-    missing = [len(set(labels[data.subset_make_loaders(1000, 10, s)])) < 10 for s in range(20)]
+    missing = [len(set(labels[subsets.subset_make_loaders(1000, 10, s)])) < 10 for s in range(20)]
     assert any(missing)  # unlike make_mask, classes may be missing
     np.testing.assert_array_equal(
-        data.draw_subset("make_loaders", labels, 10, 3), data.subset_make_loaders(1000, 10, 3)
+        subsets.draw_subset("make_loaders", labels, 10, 3), subsets.subset_make_loaders(1000, 10, 3)
     )
-    np.testing.assert_array_equal(data.draw_subset("make_mask", labels, 10, 3), data.subset(labels, 10, 3))
+    np.testing.assert_array_equal(subsets.draw_subset("make_mask", labels, 10, 3), subsets.subset(labels, 10, 3))
 
 
 def test_a_truncated_split_fails_naming_the_file(tmp_path):
     images = np.random.default_rng(0).integers(0, 255, (50, 8, 8, 3), dtype=np.uint8)
-    data.save_split(tmp_path / "train.npz", images, np.arange(50) % 5)
+    store.save_split(tmp_path / "train.npz", images, np.arange(50) % 5)
     path = tmp_path / "train.npz"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(data.BadData, match=f"{path}: unreadable prepared split .*prepared again"):
-        data.load_split(path)
+    with pytest.raises(store.BadData, match=f"{path}: unreadable prepared split .*prepared again"):
+        store.load_split(path)
 
 
 def test_download_makes_a_nested_root(tmp_path):
     """A data folder whose parents do not exist yet is made, parents included."""
     root = tmp_path / "a" / "b" / "digits"
-    data.download("digits", root, offline=True)
+    download.download("digits", root, offline=True)
     assert "nothing to download" in (root / "SOURCE").read_text()
 
 
@@ -560,8 +561,8 @@ def test_class_split_keeps_a_train_and_a_test_image_of_every_class(per_class):
     """Each class keeps at least one train and one test image: 0 or all 4 in train is refused."""
     labels = np.repeat([0, 1], 4)
     with pytest.raises(ValueError, match=f"cannot put {per_class} in train"):
-        data.class_split(labels, 0, train_per_class=per_class)
-    train, test = data.class_split(labels, 0, train_per_class=1)
+        datasets.class_split(labels, 0, train_per_class=per_class)
+    train, test = datasets.class_split(labels, 0, train_per_class=1)
     assert np.bincount(labels[train]).tolist() == [1, 1] and np.bincount(labels[test]).tolist() == [3, 3]
 
 
@@ -570,7 +571,7 @@ def test_canvas_holds_images_of_different_shapes():
     image in its top-left corner, zeros elsewhere, and its (height, width)."""
     tall = np.full((5, 2, 3), 7, dtype=np.uint8)
     wide = np.full((3, 4, 3), 9, dtype=np.uint8)
-    out, extents = data.canvas([tall, wide])
+    out, extents = imaging.canvas([tall, wide])
     assert out.shape == (2, 5, 4, 3) and extents.tolist() == [[5, 2], [3, 4]]
     assert (out[0, :5, :2] == 7).all() and not out[0, :, 2:].any()
     assert (out[1, :3, :4] == 9).all() and not out[1, 3:].any()
@@ -580,7 +581,7 @@ def test_lfw_pixels_are_scikit_images_scaled_to_uint8(tmp_path):
     """LFW's floats in [0, 1] become uint8 0-255, rounded, the same in every channel."""
     from skimage.data import lfw_subset
 
-    images, labels = data.read("lfw", tmp_path, None)
+    images, labels = datasets.read("lfw", tmp_path, None)
     want = np.round(lfw_subset() * 255).astype(np.uint8)
     np.testing.assert_array_equal(images[..., 0], want)
     assert images.max() == 255 and labels.tolist() == [1] * 100 + [0] * 100

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import clone_results, copy_workflow, missing
 
-from robust_transfer import grid
+from robust_transfer import grid, recipes
 
 pytestmark = pytest.mark.slow
 DEMO = ["--workflow-profile", "profiles/demo"]
@@ -41,7 +41,7 @@ def _metrics(path: Path) -> pd.DataFrame:
 def _longest_run() -> grid.Run:
     """The demo run with the most epochs (so that it can be killed halfway)."""
     config = _demo()
-    return max(grid.all_runs(config), key=lambda r: (grid.schedule(config["finetune"], r.size)["epochs"], r.k))
+    return max(grid.all_runs(config), key=lambda r: (recipes.schedule(config["finetune"], r.size)["epochs"], r.k))
 
 
 def test_a_run_killed_halfway_resumes_with_identical_metrics_in_less_time(demo, tmp_path):
@@ -261,7 +261,7 @@ def test_with_the_cpu_allowed_the_run_trains_logging_every_epoch(scratch_run):
     log = (root / RUN_LOG).read_text()
     assert "on cpu (no GPU visible; finetune.allow_cpu: true)" in log
     epochs = progress_lines(log.splitlines())
-    total = grid.schedule(_demo()["finetune"], RUN.size)["epochs"]
+    total = recipes.schedule(_demo()["finetune"], RUN.size)["epochs"]
     assert [(e["epoch"], e["total"]) for e in epochs] == [(i, total) for i in range(1, total + 1)]
     assert all(e["rate"] > 0 and 0 <= e["acc"] <= 100 for e in epochs)
     left = [e["left"] for e in epochs]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from robust_transfer import grid
+from robust_transfer import checks, grid, plan, recipes, sizes
 
 
 @pytest.mark.parametrize("size", [100, 200, 400, 800, 1600, "100", "1600"])
 def test_schedule_small_sizes(config, size):
     """n <= 1600: 100 epochs, evaluated at 1, 21, 41, 61, 81, 100."""
-    assert grid.schedule(config["finetune"], size) == {"epochs": 100, "eval_epochs": [1, 21, 41, 61, 81, 100]}
+    assert recipes.schedule(config["finetune"], size) == {"epochs": 100, "eval_epochs": [1, 21, 41, 61, 81, 100]}
 
 
 @pytest.mark.parametrize("size", [3200, "3200", 6400, 25600, "full"])
@@ -18,12 +18,12 @@ def test_schedule_large_sizes(config, size):
     """n >= 3200 and the full set: 150 epochs, evaluated at 1, 11, ..., 141, 150."""
     expected = list(range(1, 142, 10)) + [150]
     assert expected[:3] == [1, 11, 21] and expected[-2:] == [141, 150]
-    assert grid.schedule(config["finetune"], size) == {"epochs": 150, "eval_epochs": expected}
+    assert recipes.schedule(config["finetune"], size) == {"epochs": 150, "eval_epochs": expected}
 
 
 def test_schedule_fig3_epochs_are_logged(config):
     """Fig 3 reads epochs 11, 21, 41, 81, 150 of n=3200 runs: all must be logged."""
-    evals = grid.schedule(config["finetune"], 3200)["eval_epochs"]
+    evals = recipes.schedule(config["finetune"], 3200)["eval_epochs"]
     assert {11, 21, 41, 81, 150} <= set(evals)
 
 
@@ -46,8 +46,8 @@ def test_run_settings_resolve_the_schedule_and_drop_placement(config):
     """A run's settings: the finetune section with epochs and evaluation epochs of its size
     instead of the schedule table, without threads (where it runs is not what it computes)."""
     small, large = (
-        grid.run_settings(config, "cifar10", "l2_3", 100),
-        grid.run_settings(config, "cifar10", "l2_3", "full"),
+        recipes.run_settings(config, "cifar10", "l2_3", 100),
+        recipes.run_settings(config, "cifar10", "l2_3", "full"),
     )
     assert small["epochs"] == 100 and small["eval_epochs"] == [1, 21, 41, 61, 81, 100]
     assert large["epochs"] == 150 and large["eval_epochs"][-1] == 150
@@ -57,7 +57,7 @@ def test_run_settings_resolve_the_schedule_and_drop_placement(config):
 
 def test_pretrain_settings_override_the_pretrain_section(config):
     config["sources"]["mine"] = {"train": {"dataset": "cifar10", "seed": 3, "lr": 0.05, "attack": None}}
-    cfg = grid.pretrain_settings(config, "mine")
+    cfg = recipes.pretrain_settings(config, "mine")
     assert cfg["lr"] == 0.05 and cfg["epochs"] == config["pretrain"]["epochs"] and cfg["seed"] == 3
     assert "threads" not in cfg
 
@@ -75,7 +75,7 @@ def test_source_kinds(config):
 def test_run_path_is_spelled_once():
     run = grid.Run("cifar10", "l2_3", 3, "full", 20000000)
     assert run.path == "results/runs/cifar10/l2_3/k3/nfull/s20000000"
-    assert run.path == grid.RUN.format(dataset="cifar10", source="l2_3", k=3, size="full", seed=20000000)
+    assert run.path == grid.RUN.format(dataset="cifar10", source="l2_3", tuning="k3", size="full", seed=20000000)
 
 
 def test_delta_selection_and_defaults(config):
@@ -113,18 +113,18 @@ def test_from_scratch_runs_follow_the_authors_recipe(config):
     """Table 7's from-scratch column as the authors ran it: a fresh init per run seed, PyTorch's
     default head, the target's own statistics, no augmentation on the digit sets, the robustness
     library's subsets; transfer runs keep ImageNet statistics, the N(0, 1) head and make_mask."""
-    from robust_transfer.data import LOADERS
+    from robust_transfer.datasets import LOADERS
 
-    scratch = grid.run_settings(config, "mnist", "scratch", 100)
+    scratch = recipes.run_settings(config, "mnist", "scratch", 100)
     assert scratch["init"] == "run" and scratch["head_std"] is None
     assert (scratch["mean"], scratch["std"]) == ([0.1307] * 3, [0.3081] * 3)
-    assert scratch["augment"] == grid.NO_AUGMENT
-    cifar = grid.run_settings(config, "cifar10", "scratch", 100)
+    assert scratch["augment"] == recipes.NO_AUGMENT
+    cifar = recipes.run_settings(config, "cifar10", "scratch", 100)
     assert cifar["augment"] == config["finetune"]["augment"] and cifar["mean"] == list(LOADERS["cifar10"].mean)
-    assert grid.subset_rule(config, "scratch") == "make_loaders"
-    transfer = grid.run_settings(config, "mnist", "l2_3", 100)
+    assert recipes.subset_rule(config, "scratch") == "make_loaders"
+    transfer = recipes.run_settings(config, "mnist", "l2_3", 100)
     assert transfer["init"] is None and transfer["head_std"] == 1.0 and transfer["mean"] is None
-    assert transfer["augment"] == config["finetune"]["augment"] and grid.subset_rule(config, "l2_3") == "make_mask"
+    assert transfer["augment"] == config["finetune"]["augment"] and recipes.subset_rule(config, "l2_3") == "make_mask"
     # each switch back to the transfer recipe
     config["sources"]["scratch"]["random_init"] = {
         "seed": 0,
@@ -132,9 +132,9 @@ def test_from_scratch_runs_follow_the_authors_recipe(config):
         "normalize": "imagenet",
         "subset": "make_mask",
     }
-    old = grid.run_settings(config, "mnist", "scratch", 100)
+    old = recipes.run_settings(config, "mnist", "scratch", 100)
     assert old["init"] is None and old["head_std"] == 1.0 and old["mean"] is None
-    assert old["augment"] == config["finetune"]["augment"] and grid.subset_rule(config, "scratch") == "make_mask"
+    assert old["augment"] == config["finetune"]["augment"] and recipes.subset_rule(config, "scratch") == "make_mask"
 
 
 # --- bad config: one message per problem, before any job ------------------------------------
@@ -142,7 +142,7 @@ def test_from_scratch_runs_follow_the_authors_recipe(config):
 
 def _problems(config, edit):
     edit(config)
-    return grid.problems(config)
+    return checks.problems(config)
 
 
 BAD = [
@@ -228,39 +228,44 @@ def test_each_bad_config_gets_its_message(config, name, edit, message):
 
 
 def test_the_paper_and_the_demo_configs_have_no_problems(paper_config, demo_config):
-    assert grid.problems(paper_config) == [] and grid.problems(demo_config) == []
+    assert checks.problems(paper_config) == [] and checks.problems(demo_config) == []
 
 
 def test_several_problems_are_reported_together(config):
     config["figures"]["fig4a"]["k"] = [17]
     config["sources"]["l2_3"]["url"] = "ftp://x"
-    assert len(grid.problems(config)) == 2
+    assert len(checks.problems(config)) == 2
 
 
 def test_blocks_is_resnet50s(config):
     from robust_transfer.models import blocks, resnet50
 
-    assert len(blocks(resnet50(width_per_group=8))) == grid.BLOCKS
+    assert len(blocks(resnet50(width_per_group=8))) == checks.BLOCKS
 
 
 def test_time_limits_cover_the_authors_run_times_with_room(paper_config):
     """A cluster job's time limit (minutes) exceeds twice the authors' mean run time (343 s at
     n=100, 3,162 s at n=25,600), grows with n and the test set, and with the attempt."""
-    minutes = [grid.run_minutes(paper_config, "cifar10", n) for n in ["100", "1600", "3200", "25600", "full"]]
+
+    def limit(dataset, n, attempt=1):
+        return plan.time_limit(paper_config, grid.Run(dataset, "l2_3", 3, n, 20000000), attempt)
+
+    minutes = [limit("cifar10", n) for n in ["100", "1600", "3200", "25600", "full"]]
     assert minutes == sorted(minutes) and minutes[0] * 60 >= 2 * 343 and minutes[3] * 60 >= 2 * 3162
-    assert grid.run_minutes(paper_config, "svhn", "full") > grid.run_minutes(paper_config, "cifar10", "full")
-    assert grid.run_minutes(paper_config, "cifar10", "100", attempt=3) == 3 * minutes[0]
+    assert limit("svhn", "full") > limit("cifar10", "full")
+    assert limit("cifar10", "100", attempt=3) == 3 * minutes[0]
 
 
 def test_time_limits_of_the_demo(demo_config):
     """Demo runs are tiny: the fixed cost sets their limit; split sizes are the prepared ones."""
-    assert grid.split_size(demo_config, "digits", "train") == grid.train_size(demo_config, "digits") == 627
-    assert grid.split_size(demo_config, "lfw", "test") == 50
-    assert {grid.run_minutes(demo_config, d, n) for d in ["digits", "lfw"] for n in ["20", "80"]} == {15}
+    assert sizes.split_size(demo_config, "digits", "train") == sizes.train_size(demo_config, "digits") == 627
+    assert sizes.split_size(demo_config, "lfw", "test") == 50
+    runs = [grid.Run(d, "natural", 3, n, 20000000) for d in ["digits", "lfw"] for n in ["20", "80"]]
+    assert {plan.time_limit(demo_config, r) for r in runs} == {plan.MIN_MINUTES}
 
 
 def test_adversarial_pretraining_asks_for_more_time(config):
     cfg = config
     cfg["sources"]["nat"] = {"train": {"dataset": "cifar10", "seed": 1, "attack": None}}
     cfg["sources"]["adv"] = {"train": {"dataset": "cifar10", "seed": 1, "attack": {"norm": "l2", "eps": 3, "steps": 7}}}
-    assert grid.pretrain_minutes(cfg, "adv") > 7 * grid.pretrain_minutes(cfg, "nat") > 0
+    assert plan.pretrain_limit(cfg, "adv") > 7 * plan.pretrain_limit(cfg, "nat") > 0

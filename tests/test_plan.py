@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from robust_transfer import data, grid, plan
+from robust_transfer import datasets, grid, plan, recipes, sizes
 
 # A device whose numbers are easy to check by hand: 100 images/s training (200 with k=0),
 # 1,000 evaluating, 1 s per epoch, 10 s per run, at 32 px.
@@ -41,9 +41,9 @@ def test_images_and_hours_add_up(paper_config):
     p = plan.make_plan(paper_config, plan.expand(paper_config, ["fig5c"]), TOY)
     total = plan.Row()
     for (dataset, size), row in p.rows.items():
-        sched = grid.schedule(paper_config["finetune"], size)
-        n = grid.train_size(paper_config, dataset) if size == "full" else int(size)
-        test = grid.test_size(paper_config, dataset)
+        sched = recipes.schedule(paper_config["finetune"], size)
+        n = sizes.train_size(paper_config, dataset) if size == "full" else int(size)
+        test = sizes.test_size(paper_config, dataset)
         assert row.train_images == row.runs * n * sched["epochs"]
         assert row.eval_images == row.runs * test * len(sched["eval_epochs"])
         total.runs += row.runs
@@ -75,7 +75,7 @@ def test_all_is_every_run_of_the_workflow_once(paper_config):
 
 
 def test_test_sizes_are_the_official_splits(paper_config, demo_config):
-    assert [data.LOADERS[x].test_size for x in ("cifar10", "cifar100", "svhn", "mnist", "fmnist", "kmnist")] == [
+    assert [datasets.LOADERS[x].test_size for x in ("cifar10", "cifar100", "svhn", "mnist", "fmnist", "kmnist")] == [
         10000,
         10000,
         26032,
@@ -83,8 +83,8 @@ def test_test_sizes_are_the_official_splits(paper_config, demo_config):
         10000,
         10000,
     ]
-    assert grid.test_size(paper_config, "caltech101") == 8677 - 30 * 101
-    assert grid.test_size(demo_config, "digits") == 269  # digits 5-9, 30 % of each class (rounded)
+    assert sizes.test_size(paper_config, "caltech101") == 8677 - 30 * 101
+    assert sizes.test_size(demo_config, "digits") == 269  # digits 5-9, 30 % of each class (rounded)
 
 
 def test_run_minutes_grows_with_size_epochs_and_test_set():

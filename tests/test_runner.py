@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from conftest import clone_results, job_counts
 
-from robust_transfer import grid, runner
+from robust_transfer import grid, plan, recipes, runner
 
 DEMO = ["--workflow-profile", "profiles/demo"]
 
@@ -122,25 +122,25 @@ def test_edited_code_or_another_environment_gets_another_runner(tmp_path, monkey
 def test_pack_is_no_setting_of_any_run(demo_config):
     """`pack` changes where jobs execute, never a number: no run's settings (Snakemake's
     params) hold it, so changing it reruns nothing."""
-    settings = grid.run_settings(demo_config, "digits", "natural", "20")
+    settings = recipes.run_settings(demo_config, "digits", "natural", "20")
     other = json.loads(json.dumps(demo_config))
     other["pack"] = {"runs": 1, "idle": 1, "cluster_hours": 0.1}
-    assert grid.run_settings(other, "digits", "natural", "20") == settings
+    assert recipes.run_settings(other, "digits", "natural", "20") == settings
     assert "pack" not in json.dumps(settings)
 
 
 def test_cluster_packs_fill_their_hours_by_dataset(paper_config):
-    """Fig 5c's 972 runs go out in at most 100 submissions; every pack holds runs of one
-    dataset whose time limits add up to at most cluster_hours (a longer run alone)."""
+    """Fig 5c's 972 runs go out in 217 submissions; every pack holds runs of one dataset whose
+    time limits (plan.time_limit) add up to at most cluster_hours (a longer run alone)."""
     runs = grid.figure_runs(paper_config, "fig5c")
     packs = grid.cluster_packs(paper_config, runs)
     assert set(packs) == {r.path for r in runs} and len(runs) == 972
-    assert len(set(packs.values())) <= 100
+    assert len(set(packs.values())) <= len(runs) // 4
     budget = paper_config["pack"]["cluster_hours"] * 60
     minutes: Counter = Counter()
     for run in runs:
         assert packs[run.path].startswith(f"finetune-{run.dataset}-")
-        minutes[packs[run.path]] += grid.run_minutes(paper_config, run.dataset, run.size)
+        minutes[packs[run.path]] += plan.time_limit(paper_config, run)
     sizes = Counter(packs.values())
     assert all(m <= budget for p, m in minutes.items() if sizes[p] > 1)
     assert len(set(grid.cluster_packs(paper_config, runs[:10]).values())) == 1  # a few runs: one pack

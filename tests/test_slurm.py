@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO, SNAKEMAKE, copy_workflow, load_config, missing
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
-from robust_transfer import grid
+from robust_transfer import grid, plan
 
 FIG = "table2"  # 4 runs (2 sources x 2 datasets, n=80): 9 SLURM jobs, about 2.5 minutes here
 TARGET = f"figures/{FIG}.md"
@@ -33,6 +34,7 @@ TARGET = f"figures/{FIG}.md"
 SLURM = ["--profile", "profiles/slurm", "--workflow-profile", "profiles/demo", "--slurm-no-account"]
 SLURM += list(SlurmCluster.SNAKEMAKE_ARGS)
 GPU_RULES = {"finetune", "pretrain_source"}
+WILDCARDS = ("dataset", "source", "tuning", "size", "seed")  # a fine-tuning job's
 TIMEOUT = 900  # seconds for one Snakemake run (SIGKILL after; the cluster's stop() cancels the rest)
 
 
@@ -143,20 +145,21 @@ def test_slurm_profile_packs_fig5c_and_leaves_time_limits_to_the_rules(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     config = load_config()
     packs = re.split(r"^\S.* Group job (finetune-\S+) .*\n", proc.stdout, flags=re.M)[1:]
-    assert 0 < len(packs) // 2 <= 100, len(packs) // 2
+    assert 0 < len(packs) // 2 <= 972 // 4, len(packs) // 2
     minutes = {}
     for name, text in zip(packs[::2], packs[1::2], strict=True):
         text = re.split(r"^\S", text, flags=re.M)[0]  # the group's own (indented) jobs
-        sizes = re.findall(r"wildcards: dataset=(\w+), source=\w+, k=\d+, size=(\w+)", text)
-        assert {d for d, _ in sizes} == {name.split("-")[1]}
-        minutes[name] = sum(grid.run_minutes(config, d, s) for d, s in sizes)
+        found = re.findall(r"wildcards: dataset=(\w+), source=(\w+), tuning=(\w+), size=(\w+), seed=(\d+)", text)
+        runs = [grid.Run.of(SimpleNamespace(**dict(zip(WILDCARDS, w)))) for w in found]
+        assert {r.dataset for r in runs} == {name.split("-")[1]}
+        minutes[name] = sum(plan.time_limit(config, r) for r in runs)
     assert all(m <= 60 * config["pack"]["cluster_hours"] for m in minutes.values())
     jobs = re.findall(r"^ *rule finetune:\n(.*?)(?=^\S|^\s*\[)", proc.stdout, re.M | re.S)
     assert len(jobs) == 972
     for job in jobs:
         wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", job).group(1)))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", job).group(1)))
-        assert int(resources["runtime"]) == grid.run_minutes(config, wildcards["dataset"], wildcards["size"])
+        assert int(resources["runtime"]) == plan.time_limit(config, grid.Run.of(SimpleNamespace(**wildcards)))
         assert resources["gpu"] == "1" and resources["mem_mb"] == "12000", resources
 
 
@@ -177,13 +180,13 @@ def test_gpu_jobs_ask_for_one_gpu_and_their_rules_time_limit(cluster_run):
     for job in cluster_run.jobs:
         rule = rule_of(job)
         assert job.get("TresPerJob", "") == ("gres:gpu:1" if rule in GPU_RULES else ""), job
-        # the rule's estimate (robust_transfer.grid), not a profile's constant; attempt 1
+        # the rule's estimate (robust_transfer.plan, the cost model), not a profile's constant; attempt 1
         minutes = {
-            "finetune": grid.run_minutes(config, "lfw_8", "80"),
-            "pretrain_source": grid.pretrain_minutes(config, "l2_3"),
-            "prepare": 60,
+            "finetune": {plan.time_limit(config, r) for r in grid.figure_runs(config, FIG)},
+            "pretrain_source": {plan.pretrain_limit(config, s) for s in ("l2_3", "natural")},
+            "prepare": {60},
         }[rule]
-        assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
+        assert job["TimeLimit"] in {f"{m // 60:02d}:{m % 60:02d}:00" for m in minutes}, job
 
 
 @pytest.mark.slow
@@ -204,8 +207,8 @@ def test_packed_runs_take_fewer_submissions_and_give_the_same_numbers(packed_run
     for job in packed_run.jobs:
         assert job["Comment"].startswith("rule_finetune-"), job
         assert job["TresPerJob"] == "gres:gpu:1" and job["JobState"] == "COMPLETED", job
-        minutes = 2 * grid.run_minutes(config, "lfw_8", "full")  # the pack's two runs, summed
-        assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
+        packs = {d: sum(plan.time_limit(config, r) for r in runs if r.dataset == d) for d in {r.dataset for r in runs}}
+        assert job["TimeLimit"] in {f"{m // 60:02d}:{m % 60:02d}:00" for m in packs.values()}, job  # its runs' sum
     assert packed_run.metrics == run_metrics(demo.root)
     assert packed_run.summary == (demo.root / "results" / "figures" / FIG / "summary.csv").read_text()
     unpacked = sum(rule_of(j) == "finetune" for j in cluster_run.jobs)

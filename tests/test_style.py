@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from robust_transfer import data, grid
+from robust_transfer import datasets, grid, studies
 
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 
@@ -42,19 +42,20 @@ def test_snakemake_lint():
 
 
 def test_schema_loaders_are_the_registry():
-    """The schema's loader enum is robust_transfer.data.LOADERS, nothing more or less."""
+    """The schema's loader enum is robust_transfer.datasets.LOADERS, nothing more or less."""
     loader = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]["loader"]
-    assert sorted(loader["enum"]) == sorted(data.LOADERS)
+    assert sorted(loader["enum"]) == sorted(datasets.LOADERS)
 
 
 def test_schema_source_recipes_are_the_source_kinds():
     props = SCHEMA["properties"]["sources"]["additionalProperties"]["properties"]
     assert set(grid.SOURCE_KINDS) <= set(props)
-    assert set(props) - set(grid.SOURCE_KINDS) == {"sha256", "note"}
+    assert set(props) - set(grid.SOURCE_KINDS) == {"sha256", "note", "arch", "norm", "eps", "imagenet_top1"}
+    assert sorted(props["arch"]["enum"]) == sorted(studies.ARCH_NAMES)  # the architectures a source may be
 
 
 def test_published_sizes_and_classes_come_from_the_loaders():
     from robust_transfer import published
 
-    assert published.FULL_SIZE["svhn"] == data.LOADERS["svhn"].train_size == 73257
+    assert published.FULL_SIZE["svhn"] == datasets.LOADERS["svhn"].train_size == 73257
     assert published.CLASSES["cifar100"] == 100 and published.CLASSES["mnist"] == 10

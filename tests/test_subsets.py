@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from robust_transfer.data import subset
+from robust_transfer.subsets import subset
 
 
 def authors_make_mask(labels, num_training_images, seed):

@@ -253,17 +253,17 @@ def test_run_job_trains_on_exactly_the_subset(tmp_path):
     sees the subset (count and identity), nothing else of the split."""
     from types import SimpleNamespace
 
-    from robust_transfer import checkpoints, data, grid, runs
+    from robust_transfer import checkpoints, grid, runs, store
 
     images, labels = _data(60, 3)
     idx = np.sort(np.random.default_rng(0).choice(60, 12, replace=False))
     torch.manual_seed(0)
     checkpoints.save(resnet50(num_classes=5, width_per_group=8), tmp_path / "source.pt", {})
-    data.save_split(tmp_path / "test.npz", *_data(20, 4))
+    store.save_split(tmp_path / "test.npz", *_data(20, 4))
     settings = {**_tiny_cfg(), "head_std": 1.0, "device": "cpu", "deterministic": True, "init": None}
     results = []
     for name, (x, y), subset in [("all", (images, labels), idx), ("only", (images[idx], labels[idx]), np.arange(12))]:
-        data.save_split(tmp_path / f"{name}.npz", x, y)
+        store.save_split(tmp_path / f"{name}.npz", x, y)
         np.save(tmp_path / f"{name}.npy", subset)
         inputs = SimpleNamespace(
             train=tmp_path / f"{name}.npz",
@@ -287,12 +287,12 @@ def _scratch_job(tmp_path, seed, source_seed=0, init="run"):
     metrics without time."""
     from types import SimpleNamespace
 
-    from robust_transfer import checkpoints, data, grid, runs
+    from robust_transfer import checkpoints, grid, runs, store
 
     torch.manual_seed(source_seed)
     checkpoints.save(resnet50(width_per_group=8), tmp_path / "source.pt", {})
-    data.save_split(tmp_path / "train.npz", *_data(16, 3))
-    data.save_split(tmp_path / "test.npz", *_data(8, 4))
+    store.save_split(tmp_path / "train.npz", *_data(16, 3))
+    store.save_split(tmp_path / "test.npz", *_data(8, 4))
     np.save(tmp_path / "subset.npy", np.arange(16))
     settings = {**_tiny_cfg(epochs=1, eval_epochs=[1], input_size=8), "init": init, "head_std": None}
     settings |= {"mean": [0.3] * 3, "std": [0.3] * 3, "device": "cpu", "deterministic": True}

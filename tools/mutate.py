@@ -34,12 +34,22 @@ REPO = Path(__file__).resolve().parents[1]
 ACCEPTED = REPO / "tools" / "mutants_accepted.yaml"
 # The tests that pin each module (its mirror first: most mutants die there, early).
 TESTS = {
-    "data": ["tests/test_data.py", "tests/test_subsets.py", "tests/test_grid.py", "tests/test_train.py"],
+    "datasets": ["tests/test_data.py", "tests/test_salman_data.py", "tests/test_grid.py"],
+    "download": ["tests/test_data.py", "tests/test_salman_data.py"],
+    "images": ["tests/test_data.py", "tests/test_salman_data.py"],
+    "store": ["tests/test_data.py", "tests/test_train.py"],
+    "subsets": ["tests/test_subsets.py", "tests/test_data.py"],
     "models": ["tests/test_models.py", "tests/test_train.py", "tests/test_checkpoints.py"],
     "augment": ["tests/test_augment.py", "tests/test_train.py"],
     "train": ["tests/test_train.py", "tests/test_models.py"],
     "stats": ["tests/test_stats.py", "tests/test_published.py", "tests/test_plots.py"],
-    "published": ["tests/test_published.py", "tests/test_style.py"],
+    "published": ["tests/test_published.py", "tests/test_style.py", "tests/test_salman_study.py"],
+    "archs": ["tests/test_salman_engine.py", "tests/test_models.py"],
+    "checkpoints": ["tests/test_checkpoints.py", "tests/test_salman_engine.py"],
+    "recipes": ["tests/test_grid.py", "tests/test_salman_study.py"],
+    "studies": ["tests/test_salman_study.py"],
+    "sweeps": ["tests/test_salman_study.py"],
+    "claims": ["tests/test_claims.py"],
 }
 # Functions whose mutants only change an error message or a progress line.
 SKIP = {"_missing", "_found", "__init__", "_marks", "notes", "title"}
