@@ -82,9 +82,10 @@ rule data:
 rule runs:
     input:
         "results/runs.csv",
+        metrics_files(grid.built_runs(config)),
 
 
 rule figures:
     input:
-        figure_files("figures/", IN_ALL),
+        figure_files("figures/", IN_ALL + built_figures()),
         figure_metrics_files(IN_ALL),

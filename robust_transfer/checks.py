@@ -83,6 +83,11 @@ def _study_problems(config: dict) -> list[str]:
                 for a in family["archs"]
                 if a not in ARCH_NAMES
             ]
+    out += [
+        f"studies_in_all: {s!r} is not in studies ({sorted(config.get('studies') or {})})"
+        for s in config.get("studies_in_all") or []
+        if s not in (config.get("studies") or {})
+    ]
     for name, spec in config["sources"].items():
         if spec.get("arch") is not None and spec["arch"] not in ARCH_NAMES:
             out.append(f"sources.{name}.arch {spec['arch']!r} is not one of {sorted(ARCH_NAMES)}")

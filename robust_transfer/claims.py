@@ -37,6 +37,7 @@ import pandas as pd
 from .stats import COUNTS
 
 VERDICTS = ("supported", "inconclusive", "contradicted")
+NOT_CHECKED = "not checked"  # a claim whose origins are not in the table (ours only, in a published-only one)
 NUMBERS = ("mean", "ci_low", "ci_high", "n", *COUNTS)  # a summary's non-key columns
 KEYS = ("id", "text", "figure", "where", "expect", "column", "source", "against", "by", "origins")
 SINGLE = "single run: no interval"
@@ -251,8 +252,9 @@ def check(claim: dict, summary: pd.DataFrame, origin: str = "") -> dict:
 def table(claims: list[dict], summaries: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     """One row per claim and origin (ours first, then published) whose summary of the claim's
     figure is given; summaries are keyed by (origin, figure). A claim's optional `origins`
-    (e.g. [ours]: the authors' logs lack k = 9) limits where it is checked. A claim whose
-    figure none of its origins has fails, naming it."""
+    (e.g. [ours]: the authors' logs lack k = 9) limits where it is checked: where none of them is
+    in this table (a table of the published numbers only), its row says so (verdict `not
+    checked`). A claim whose origin is given without its figure's summary fails, naming it."""
     given = list(dict.fromkeys(o for o, _ in summaries))
     origins = sorted(given, key=lambda o: (o != "ours", given.index(o)))
     rows = []
@@ -260,6 +262,11 @@ def table(claims: list[dict], summaries: dict[tuple[str, str], pd.DataFrame]) ->
         _validate(claim)
         wanted = claim.get("origins") or origins
         have = [o for o in origins if o in wanted and (o, claim["figure"]) in summaries]
+        if not any(o in origins for o in wanted):
+            note = f"checked on {', '.join(wanted)} only; none in this table"
+            rows.append({"id": claim["id"], "text": claim["text"], "origin": "-", "figure": claim["figure"]})
+            rows[-1].update(expect=expectation(claim)[3], verdict=NOT_CHECKED, cells=0, deciding="", note=note)
+            continue
         if not have:
             figures = sorted({f for _, f in summaries})
             raise ValueError(
@@ -300,4 +307,8 @@ def markdown(df: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(_escape(c) for c in cols) + " |")
     counts = df["verdict"].value_counts() if not df.empty else {}
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
-    return "\n".join(lines) + f"\n\n{len(df)} checks: {tally}.\n"
+    skipped = (
+        f" ({counts[NOT_CHECKED]} {NOT_CHECKED}: their origins are not in this table)" if NOT_CHECKED in counts else ""
+    )
+    checked = len(df) - counts.get(NOT_CHECKED, 0)
+    return "\n".join(lines) + f"\n\n{checked} checks: {tally}.{skipped}\n"

@@ -226,6 +226,15 @@ def in_all(config: dict, study: str | None = None) -> list[str]:
     return [f for f, spec in config["figures"].items() if spec.get("in_all", True) and spec.get("study") == study]
 
 
+def built_runs(config: dict) -> list[Run]:
+    """Every run `snakemake` (all) and the DVC stages build: Utrera et al.'s `all`, and each study
+    of `studies_in_all`'s."""
+    runs = dict.fromkeys(all_runs(config))
+    for study in config.get("studies_in_all") or []:
+        runs.update(dict.fromkeys(all_runs(config, study)))
+    return list(runs)
+
+
 def all_runs(config: dict, study: str | None = None) -> list[Run]:
     """Every run some figure or table of a study's `all` needs, each once, in a stable order."""
     seen: dict[Run, None] = {}

@@ -392,11 +392,17 @@ def figure_files(prefix, figs):
     ]
 
 
+def built_figures():
+    """The figures and tables of each study in `studies_in_all` (beside Utrera et al.'s IN_ALL)."""
+    return [f for s in config["studies_in_all"] for f in grid.in_all(config, s)]
+
+
 def all_targets():
     """Every figure and table of `all` with its headline numbers and lines (so that `dvc metrics
-    show` and `dvc plots show` work after the demo), and the run table."""
+    show` and `dvc plots show` work after the demo), and the run table; and the figures and
+    tables of the studies in `studies_in_all`."""
     return (
-        figure_files("figures/", IN_ALL)
+        figure_files("figures/", IN_ALL + built_figures())
         + figure_metrics_files(IN_ALL)
         + ["results/runs.csv"]
     )
@@ -410,7 +416,7 @@ SPLITS = ("train", "test")
 def data_targets():
     """The prepared datasets and source weights that the runs of `all` use (sources pretrained
     here bring their pretraining dataset along)."""
-    runs = grid.all_runs(config)
+    runs = grid.built_runs(config)
     datasets = dict.fromkeys(r.dataset for r in runs)
     sources = dict.fromkeys(r.source for r in runs)
     splits = [f"results/data/{d}/{split}.npz" for d in datasets for split in SPLITS]

@@ -306,6 +306,20 @@ def test_table_rows_per_claim_and_origin(delta, curves):
         claims.table([_claim(id="d", figure="fig5c")], summaries)
 
 
+def test_a_claim_of_an_origin_not_in_the_table_is_listed_not_checked(delta):
+    """A table of the published numbers only (figures/published/claims.md): a claim checked on
+    ours only gets a row saying so, outside the count of checks; a wiring error still fails."""
+    summaries = {("published", "fig2b"): delta}
+    t = claims.table(
+        [_claim(id="a", where={"dataset": "cifar10"}), _claim(id="ours_only", origins=["ours"])], summaries
+    )
+    assert t["verdict"].tolist() == ["supported", claims.NOT_CHECKED] and t["origin"].tolist() == ["published", "-"]
+    md = claims.markdown(t)
+    assert "1 checks: 1 supported, 0 inconclusive, 0 contradicted. (1 not checked" in md
+    with pytest.raises(ValueError, match="'b'.*figure 'fig5c'"):
+        claims.table([_claim(id="b", figure="fig5c", origins=["published"])], summaries)
+
+
 def test_markdown(delta):
     t = claims.table(
         [

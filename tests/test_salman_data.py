@@ -46,6 +46,16 @@ def counted(counts):
 # Each writes under `root` and returns the expected per-class image counts {"train": [...], "test": [...]}.
 
 
+def numbered(counts: dict[str, list[int]]):
+    """(split, label, running number from 1) of every image of per-split, per-class counts."""
+    i = 0
+    for split, per in counts.items():
+        for label, n in enumerate(per):
+            for _ in range(n):
+                i += 1
+                yield split, label, i
+
+
 def write_aircraft(root, monkeypatch):
     """fgvc-aircraft-2013b/data/: variants.txt (label order), images/<id>.jpg and
     images_variant_{trainval,test}.txt lines '<id> <variant name, may hold spaces>'."""
@@ -54,15 +64,12 @@ def write_aircraft(root, monkeypatch):
     lines(data / "variants.txt", variants)
     lines(data / "images_variant_train.txt", [])  # other annotation levels and splits exist too
     counts = {"trainval": [2, 1, 3], "test": [1, 2, 1]}
-    i = 0
-    for split, per in counts.items():
-        rows = []
-        for label, n in enumerate(per):
-            for _ in range(n):
-                i += 1
-                jpeg(data / "images" / f"{i:07d}.jpg", PALETTE[label], SHAPES[i % 3])
-                rows.append(f"{i:07d} {variants[label]}")
-        lines(data / f"images_variant_{split}.txt", rows)
+    rows = {split: [] for split in counts}
+    for split, label, i in numbered(counts):
+        jpeg(data / "images" / f"{i:07d}.jpg", PALETTE[label], SHAPES[i % 3])
+        rows[split].append(f"{i:07d} {variants[label]}")
+    for split, text in rows.items():
+        lines(data / f"images_variant_{split}.txt", text)
     return {"train": counts["trainval"], "test": counts["test"]}
 
 
@@ -189,15 +196,12 @@ def write_pets(root, monkeypatch):
     base = root / "oxford-iiit-pet"
     breeds = ["Abyssinian", "Bengal", "american_bulldog"]
     counts = {"trainval": [2, 1, 2], "test": [1, 2, 2]}
-    n = 0
-    for split, per in counts.items():
-        rows = []
-        for label, k in enumerate(per):
-            for _ in range(k):
-                n += 1
-                jpeg(base / "images" / f"{breeds[label]}_{n}.jpg", PALETTE[label], SHAPES[n % 3])
-                rows.append(f"{breeds[label]}_{n} {label + 1} {1 + (label == 2)} {n}")
-        lines(base / "annotations" / f"{split}.txt", rows)
+    rows = {split: [] for split in counts}
+    for split, label, n in numbered(counts):
+        jpeg(base / "images" / f"{breeds[label]}_{n}.jpg", PALETTE[label], SHAPES[n % 3])
+        rows[split].append(f"{breeds[label]}_{n} {label + 1} {1 + (label == 2)} {n}")
+    for split, text in rows.items():
+        lines(base / "annotations" / f"{split}.txt", text)
     return {"train": counts["trainval"], "test": counts["test"]}
 
 

@@ -229,6 +229,19 @@ def test_dry_run_lists_the_whole_grid_and_every_figure(tmp_path):
     assert "salman2020-full-lr0.01" not in out and "/salman-full-lr0.01/nfull/s0" in out
 
 
+def test_studies_in_all_adds_a_study_to_all_and_the_dvc_stages(tmp_path, salman_config):
+    """`snakemake` (all) and the DVC stages build Utrera et al.'s grid only, unless studies_in_all
+    names another study; a name that is no study is one clear error before any job."""
+    plain = job_counts(snakemake(tmp_path, "-n", "runs", "--cores", "1").stdout)
+    both = job_counts(
+        snakemake(tmp_path, "-n", "runs", "--cores", "1", "--config", "studies_in_all=[salman2020]").stdout
+    )
+    assert plain["finetune"] == len(grid.all_runs(salman_config)) == 6808
+    assert both["finetune"] == 6808 + 2184 and both["prepare"] == plain["prepare"] + 12
+    typo = snakemake(tmp_path, "-n", "--cores", "1", "--config", "studies_in_all=[salman2021]", check=False)
+    assert typo.returncode != 0 and "studies_in_all: 'salman2021' is not in studies" in typo.stdout + typo.stderr
+
+
 def _config_with_studies():
     from conftest import load_config
 
