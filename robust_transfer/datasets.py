@@ -219,6 +219,22 @@ _MNIST_SIZES = {"train_size": 60000, "test_size": 10000, "classes": 10, "shape":
 _CIFAR10 = [
     f"cifar-10-batches-py/{f}" for f in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]
 ]
+
+
+def _cifar(classes: int, files: list[str]) -> Loader:
+    """CIFAR-10 or CIFAR-100 (the same archive layout, sizes and statistics)."""
+    return Loader(
+        _read_arrays(f"cifar{classes}"),
+        tuple(files),
+        ((f"cifar-{classes}-python.tar.gz", "."),),
+        train_size=50000,
+        test_size=10000,
+        classes=classes,
+        shape=(32, 32),
+        **CIFAR_STATS,
+    )
+
+
 _CARS = (
     "stanford_cars/devkit/cars_meta.mat",
     "stanford_cars/devkit/cars_train_annos.mat",
@@ -228,26 +244,8 @@ _CARS = (
 )
 _BIRDSNAP = ("birdsnap/train", "birdsnap/test")
 LOADERS: dict[str, Loader] = {
-    "cifar10": Loader(
-        _read_arrays("cifar10"),
-        tuple(_CIFAR10),
-        (("cifar-10-python.tar.gz", "."),),
-        train_size=50000,
-        test_size=10000,
-        classes=10,
-        shape=(32, 32),
-        **CIFAR_STATS,
-    ),
-    "cifar100": Loader(
-        _read_arrays("cifar100"),
-        tuple(f"cifar-100-python/{f}" for f in ["meta", "train", "test"]),
-        (("cifar-100-python.tar.gz", "."),),
-        train_size=50000,
-        test_size=10000,
-        classes=100,
-        shape=(32, 32),
-        **CIFAR_STATS,
-    ),
+    "cifar10": _cifar(10, _CIFAR10),
+    "cifar100": _cifar(100, [f"cifar-100-python/{f}" for f in ["meta", "train", "test"]]),
     "svhn": Loader(
         _read_svhn,
         ("train_32x32.mat", "test_32x32.mat"),

@@ -20,12 +20,13 @@ FULL = "full"
 # blocks train), <recipe>-<mode>-lr<lr> for another recipe section (Salman et al.'s `salman`).
 RUN = "results/runs/{dataset}/{source}/{tuning}/n{size}/s{seed}"
 DEFAULT_RECIPE = "finetune"  # the config section of Utrera's recipe; its runs' paths name only k
-RECIPES = ("finetune", "salman")  # config sections a run's settings come from
 # Salman et al.'s two modes as k: every parameter trains (their --freeze-level -1), or the head
-# only (fixed-feature; BatchNorm statistics still move, as in their code).
-MODES = {-1: "full", 0: "fixed"}
-MODE_NAMES = {"full": "full-network", "fixed": "fixed-feature"}
-TUNING = r"k\d+|[a-z0-9]+-(?:full|fixed)-lr[0-9.e-]+"  # the wildcard's pattern
+# only (fixed-feature; BatchNorm statistics still move, as in their code). A path names a mode
+# by its first word (full, fixed).
+MODES = {-1: "full-network", 0: "fixed-feature"}
+MODE_K = {name: k for k, name in MODES.items()}
+_TUNING = r"k(?P<k>\d+)|(?P<recipe>[a-z0-9]+)-(?P<mode>full|fixed)-lr(?P<lr>[0-9.e-]+)"
+TUNING = re.sub(r"\(\?P<\w+>", "(?:", _TUNING)  # the wildcard's pattern (Snakemake wraps it in its group)
 
 
 # How a source model comes to exist: the key of its config entry that holds the recipe.
@@ -55,12 +56,12 @@ class Run:
     def tuning(self) -> str:
         if self.recipe == DEFAULT_RECIPE:
             return f"k{self.k}"
-        return f"{self.recipe}-{MODES[self.k]}-lr{lr_text(self.lr)}"
+        return f"{self.recipe}-{MODES[self.k].split('-')[0]}-lr{lr_text(self.lr)}"
 
     @property
     def mode(self) -> str:
         """Salman et al.'s name of the run's mode (full-network, fixed-feature), else k=<k>."""
-        return MODE_NAMES.get(MODES.get(self.k), f"k={self.k}") if self.recipe != DEFAULT_RECIPE else f"k={self.k}"
+        return f"k={self.k}" if self.recipe == DEFAULT_RECIPE else MODES[self.k]
 
     @property
     def path(self) -> str:
@@ -70,13 +71,13 @@ class Run:
     def of(cls, wildcards) -> Run:
         """The run of a finetune job's wildcards (text, as Snakemake gives them)."""
         w = wildcards
-        m = re.fullmatch(r"k(\d+)|([a-z0-9]+)-(full|fixed)-lr([0-9.e-]+)", w.tuning)
+        m = re.fullmatch(_TUNING, w.tuning)
         if m is None:
             raise ValueError(f"{w.tuning!r} is not a run's tuning (k<k> or <recipe>-<full|fixed>-lr<lr>)")
-        if m[1] is not None:
-            return cls(w.dataset, w.source, int(m[1]), w.size, int(w.seed))
-        k = {mode: k for k, mode in MODES.items()}[m[3]]
-        return cls(w.dataset, w.source, k, w.size, int(w.seed), m[2], float(m[4]))
+        if m["k"] is not None:
+            return cls(w.dataset, w.source, int(m["k"]), w.size, int(w.seed))
+        k = next(k for k, name in MODES.items() if name.startswith(f"{m['mode']}-"))
+        return cls(w.dataset, w.source, k, w.size, int(w.seed), m["recipe"], float(m["lr"]))
 
 
 def size_key(size) -> float:
@@ -181,7 +182,7 @@ def figure_statistics(config: dict, fig: str) -> dict:
         return {
             **{k: spec[k] for k in STUDY_STATISTICS if spec.get(k) is not None},
             **sel,
-            "k": [studies.MODE_K[m] for m in sel["modes"]],
+            "k": [MODE_K[m] for m in sel["modes"]],
             "per_class": [d for d, loader in loaders.items() if loader in recipe["per_class"]],
             "source_meta": {s: studies.source_meta(config, s) for s in sel["sources"]},
             "seeds": {FULL: len(sel["seeds"])},

@@ -42,7 +42,12 @@ def _read_costs(path: str) -> dict:
 
 
 def load_costs(path: Path | str | None = None) -> dict:
-    return copy.deepcopy(_read_costs(str(path or COSTS)))  # read once per process (the Snakefile asks per job)
+    return copy.deepcopy(_read_costs(str(path or COSTS)))  # a copy the caller may edit
+
+
+def _costs() -> dict:
+    """The costs file as read once per process, not to be edited (per job and per run below)."""
+    return _read_costs(str(COSTS))
 
 
 def device_entry(costs: dict, name: str | None = None) -> dict:
@@ -99,7 +104,7 @@ def time_limit(config: dict, run: grid.Run, attempt: int = 1) -> int:
     """Minutes a fine-tuning job asks for: SAFETY x its estimate, at least MIN_MINUTES, times the
     attempt (1, then 2, 3 when profiles/slurm retries it). Sizes the registry cannot tell before
     preparing are estimated (sizes.split_size)."""
-    costs = load_costs()
+    costs = _costs()
     device = device_for(config, costs)
     settings = recipes.settings_of(config, run)
     n = sizes.split_size(config, run.dataset, "train") if run.size == grid.FULL else int(run.size)
@@ -112,7 +117,7 @@ def pretrain_limit(config: dict, source: str, attempt: int = 1) -> int:
     """Minutes pretraining a source asks for: every epoch over its training split at the rate of
     the whole network, each image 1 + PGD steps times (an adversarial step costs a forward and
     backward pass per PGD step); one clean and one adversarial test pass at the end."""
-    costs = load_costs()
+    costs = _costs()
     device = device_for(config, costs)
     cfg = recipes.pretrain_settings(config, source)
     attack = cfg.get("attack") or {}
@@ -195,7 +200,7 @@ def run_seconds_of(config: dict, run: grid.Run, device: dict) -> float:
     settings = recipes.settings_of(config, run)
     n = sizes.train_size(config, run.dataset) if run.size == grid.FULL else int(run.size)
     test = sizes.test_size(config, run.dataset)
-    arch = arch_cost(load_costs(), config["sources"][run.source].get("arch"))
+    arch = arch_cost(_costs(), config["sources"][run.source].get("arch"))
     return 0.0 if n is None or test is None else run_seconds(settings, n, test, run.k, device, arch)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .datasets import LOADERS
-from .grid import FULL
+from .grid import FULL, MODE_K
 from .stats import RUN_KEYS
 
 SOURCES = {0: "natural", 3: "l2_3", 4: "linf_4", 8: "linf_8", -1: "scratch"}
@@ -91,7 +91,7 @@ def salman_run_table(transfer: pd.DataFrame, best: pd.DataFrame, datasets: dict[
     entries (name -> {loader: ...}): each of their datasets maps to the study's dataset of its
     loader. The accuracy is in test_acc and, on the datasets whose submission numbers are mean
     per-class accuracy (metric column), in test_acc_class too."""
-    from .studies import MODE_K, source_name
+    from .studies import source_name
 
     by_loader = {spec["loader"]: name for name, spec in datasets.items()}
 

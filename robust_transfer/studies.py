@@ -35,8 +35,6 @@ ARCH_NAMES = {
 }
 # Width of the four ResNets of the width study: bottleneck channels of the first block (x64).
 WIDTH = {"resnet18": 1, "resnet50": 1, "wide_resnet50_2": 2, "wide_resnet50_4": 4}
-MODE_K = {"full-network": -1, "fixed-feature": 0}  # grid.MODES, by the paper's names
-MODE_OF_K = {k: mode for mode, k in MODE_K.items()}
 
 
 def eps_label(eps: str | float) -> str:
@@ -89,7 +87,7 @@ def expand(config: dict, basedir: Path) -> None:
     at a local file and keeps its architecture and metadata."""
     for study in (config.get("studies") or {}).values():
         for name, spec in family_sources(study, basedir).items():
-            config["sources"][name] = {**spec, **{k: v for k, v in config["sources"].get(name, {}).items()}}
+            config["sources"][name] = {**spec, **config["sources"].get(name, {})}
 
 
 def study_sources(config: dict, study: str) -> list[str]:
@@ -152,7 +150,7 @@ def _matches(source: dict, archs, norm, eps) -> bool:
 def figure_runs(config: dict, fig: str) -> list[grid.Run]:
     sel = selection(config, fig)
     return [
-        grid.Run(d, s, MODE_K[mode], grid.FULL, seed, sel["recipe"], lr)
+        grid.Run(d, s, grid.MODE_K[mode], grid.FULL, seed, sel["recipe"], lr)
         for d in sel["datasets"]
         for mode in sel["modes"]
         for s in sel["sources"]

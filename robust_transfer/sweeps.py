@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .grid import MODES
 from .names import name as _name
 from .names import plain, title
-from .studies import MODE_OF_K, WIDTH
+from .studies import WIDTH
 
 # One run; its learning rate is `base_lr` (a run table's `lr` is the rate at each logged epoch)
 KEYS = ["dataset", "source", "k", "size", "seed", "recipe", "base_lr"]
@@ -29,7 +30,8 @@ META = ["arch", "norm", "eps", "imagenet_top1"]
 
 def select(runs: pd.DataFrame, sel: dict, origin: str | None = None) -> pd.DataFrame:
     """The rows of a study figure's selection; published rows (learning rate unknown: NaN) match
-    any of its learning rates; `origin` keeps one origin of published rows (submission, final)."""
+    any of its learning rates; `origin` keeps one origin of published rows (submission, final:
+    published tables have an `origin` column; our runs have none)."""
     keep = (
         runs["dataset"].isin(sel["datasets"])
         & runs["source"].isin(sel["sources"])
@@ -68,7 +70,7 @@ def summary(runs: pd.DataFrame, sel: dict, seed: int = 0, margin: float = 1.5, i
         return cells.assign(**{c: [] for c in ["mode", *META, "expected", "role"]})
     best = cells.loc[cells.groupby(CELL, sort=False, dropna=False)["mean"].idxmax()]
     meta = pd.DataFrame.from_dict(sel["source_meta"], orient="index")[META]
-    out = best.join(meta, on="source").assign(mode=best["k"].map(MODE_OF_K), expected=sel["seeds"]["full"], role="cell")
+    out = best.join(meta, on="source").assign(mode=best["k"].map(MODES), expected=sel["seeds"]["full"], role="cell")
     if sel["kind"] == "headline":
         out = pd.concat([out, headline_rows(out, values, seed)], ignore_index=True)
     return out.reset_index(drop=True)
@@ -124,18 +126,13 @@ def _paired(values: pd.DataFrame, a, b, seed: int) -> dict:
 
 
 def compare(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
-    """Per cell (and headline row): our mean, theirs, the difference and whether the 95 % CIs
-    overlap (NaN where either side has no interval: theirs never has one)."""
+    """Per cell (and headline row): stats.compare on the cells' keys (our mean, theirs, the
+    difference, whether the 95 % CIs overlap: NaN where theirs is a single run), with our eps and
+    learning rate beside (theirs are not comparable: their learning rate is unknown)."""
     keys = ["dataset", "source", "k", "mode", "role"] + (["arch"] if "arch" in ours else [])
     cols = ["mean", "ci_low", "ci_high", "runs"]
-    both = ours[keys + cols + ["eps", "base_lr"]].merge(
-        theirs[keys + cols], on=keys, how="outer", suffixes=("_ours", "_published")
-    )
-    both["difference"] = both["mean_ours"] - both["mean_published"]
-    known = both[["ci_low_ours", "ci_high_ours", "ci_low_published", "ci_high_published"]].notna().all(axis=1)
-    overlap = (both["ci_low_ours"] <= both["ci_high_published"]) & (both["ci_low_published"] <= both["ci_high_ours"])
-    both["ci_overlap"] = overlap.where(known)
-    return both
+    both = stats.compare(ours[keys + cols], theirs[keys + cols])
+    return both.merge(ours[keys + ["eps", "base_lr"]], on=keys, how="left")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +157,7 @@ def _axes(n: int):
 
 
 def _panel_title(spec, k, d, several_modes) -> str:
-    return f"{_name(spec, d)}, {MODE_OF_K[k]}" if several_modes else _name(spec, d)
+    return f"{_name(spec, d)}, {MODES[k]}" if several_modes else _name(spec, d)
 
 
 def accuracy_label(spec: dict) -> str:
@@ -263,7 +260,7 @@ def wide(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
     rows = []
     cells = summary[summary["role"] == "cell"]
     for k, d in _panels(cells, spec):
-        row = {"dataset": d, "mode": MODE_OF_K[k]}
+        row = {"dataset": d, "mode": MODES[k]}
         if spec["kind"] == "headline":
             h = summary[(summary["dataset"] == d) & (summary["k"] == k) & (summary["role"] != "cell")]
             for arch in [*(spec.get("archs") or []), "max"]:

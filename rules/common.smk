@@ -64,9 +64,8 @@ def check_schema(config):
 
 compose_config()
 check_schema(config)
-studies.expand(
-    config, Path(workflow.basedir)
-)  # each study's source families, as sources entries
+# each study's source families, as sources entries
+studies.expand(config, Path(workflow.basedir))
 
 # Package modules are inputs of the jobs whose numbers or looks they make: editing one reruns
 # those jobs (and only those). Snakemake tracks `script:` files itself, not what they import.
@@ -82,18 +81,18 @@ CLAIMS_CODE = str(PACKAGE / "claims.py")
 SWEEPS_CODE = str(PACKAGE / "sweeps.py")  # a study figure's numbers and look
 
 
-def stats_code(wildcards):
-    """The code an aggregation computes with: stats.py, and sweeps.py for a study's figure."""
-    return [STATS_CODE] + (
-        [SWEEPS_CODE] if grid.is_study_figure(config, wildcards.fig) else []
-    )
+def figure_code(code):
+    """A figure job's code inputs: `code`, and sweeps.py for a study's figure."""
+
+    def inner(wildcards):
+        study = grid.is_study_figure(config, wildcards.fig)
+        return list(code) + ([SWEEPS_CODE] if study else [])
+
+    return inner
 
 
-def plots_code(wildcards):
-    """The code a drawing or table is made with: plots.py and names.py, and sweeps.py for a study's."""
-    return PLOTS_CODE + (
-        [SWEEPS_CODE] if grid.is_study_figure(config, wildcards.fig) else []
-    )
+stats_code = figure_code([STATS_CODE])  # aggregation
+plots_code = figure_code(PLOTS_CODE)  # drawing and tables
 
 
 def check_config(config):

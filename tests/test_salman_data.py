@@ -46,14 +46,17 @@ def counted(counts):
 # Each writes under `root` and returns the expected per-class image counts {"train": [...], "test": [...]}.
 
 
-def numbered(counts: dict[str, list[int]]):
-    """(split, label, running number from 1) of every image of per-split, per-class counts."""
-    i = 0
+def listed(counts: dict[str, list[int]], image, row) -> dict[str, list[str]]:
+    """Write every image of per-split, per-class counts (image(label, i): its path, i a running
+    number from 1) and return each split's annotation lines (row(label, i))."""
+    rows, i = {split: [] for split in counts}, 0
     for split, per in counts.items():
         for label, n in enumerate(per):
             for _ in range(n):
                 i += 1
-                yield split, label, i
+                jpeg(image(label, i), PALETTE[label], SHAPES[i % 3])
+                rows[split].append(row(label, i))
+    return rows
 
 
 def write_aircraft(root, monkeypatch):
@@ -64,10 +67,9 @@ def write_aircraft(root, monkeypatch):
     lines(data / "variants.txt", variants)
     lines(data / "images_variant_train.txt", [])  # other annotation levels and splits exist too
     counts = {"trainval": [2, 1, 3], "test": [1, 2, 1]}
-    rows = {split: [] for split in counts}
-    for split, label, i in numbered(counts):
-        jpeg(data / "images" / f"{i:07d}.jpg", PALETTE[label], SHAPES[i % 3])
-        rows[split].append(f"{i:07d} {variants[label]}")
+    rows = listed(
+        counts, lambda label, i: data / "images" / f"{i:07d}.jpg", lambda label, i: f"{i:07d} {variants[label]}"
+    )
     for split, text in rows.items():
         lines(data / f"images_variant_{split}.txt", text)
     return {"train": counts["trainval"], "test": counts["test"]}
@@ -196,10 +198,11 @@ def write_pets(root, monkeypatch):
     base = root / "oxford-iiit-pet"
     breeds = ["Abyssinian", "Bengal", "american_bulldog"]
     counts = {"trainval": [2, 1, 2], "test": [1, 2, 2]}
-    rows = {split: [] for split in counts}
-    for split, label, n in numbered(counts):
-        jpeg(base / "images" / f"{breeds[label]}_{n}.jpg", PALETTE[label], SHAPES[n % 3])
-        rows[split].append(f"{breeds[label]}_{n} {label + 1} {1 + (label == 2)} {n}")
+    rows = listed(
+        counts,
+        lambda label, n: base / "images" / f"{breeds[label]}_{n}.jpg",
+        lambda label, n: f"{breeds[label]}_{n} {label + 1} {1 + (label == 2)} {n}",
+    )
     for split, text in rows.items():
         lines(base / "annotations" / f"{split}.txt", text)
     return {"train": counts["trainval"], "test": counts["test"]}
