@@ -165,8 +165,11 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tenso
     return out.div_(255).clamp_(0, 1)
 
 
-def random_resized_crop(x: torch.Tensor, extents: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) of whole images of different
+def random_resized_crop(
+    x: torch.Tensor, extents: torch.Tensor, size: int, gen: torch.Generator, scale: float = 0.08
+) -> torch.Tensor:
+    """RandomResizedCrop(size, scale=(scale, 1), ratio=(3/4, 4/3)) of whole images of different
     sizes (a canvas, each image in its top left corner, extents (N, 2) (h, w)), a different box
-    per image from `gen`: floats in [0, 1] at size x size (Salman et al.'s train transform)."""
-    return resized_crop(x, resized_crop_boxes(extents, gen), size)
+    per image from `gen`: floats in [0, 1] at size x size (Salman et al.'s train transform, at
+    torchvision's default scale 0.08)."""
+    return resized_crop(x, resized_crop_boxes(extents, gen, (scale, 1.0)), size)

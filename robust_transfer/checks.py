@@ -77,12 +77,21 @@ def _study_problems(config: dict) -> list[str]:
             for d in study["datasets"]
             if d not in config["datasets"]
         ]
-        for family in (study.get("sources") or {}).get("families", []):
+        spec = study.get("sources") or {}
+        for family in spec.get("families", []):
             out += [
                 f"studies.{name}.sources.families: arch {a!r} is not one of {sorted(ARCH_NAMES)}"
                 for a in family["archs"]
                 if a not in ARCH_NAMES
             ]
+        if spec.get("families") and not spec.get("url") and spec.get("train") is None:
+            out.append(f"studies.{name}.sources: set url (a pattern to fetch from) or train (pretrain them here)")
+        for extra in spec.get("extra") or []:
+            source = config["sources"].get(extra)
+            if source is None:
+                out.append(f"studies.{name}.sources.extra: {extra!r} is not in sources")
+            elif any(source.get(k) is None for k in ("arch", "norm", "eps")):
+                out.append(f"studies.{name}.sources.extra: sources.{extra} needs arch, norm and eps (its figures' axes)")
     out += [
         f"studies_in_all: {s!r} is not in studies ({sorted(config.get('studies') or {})})"
         for s in config.get("studies_in_all") or []

@@ -160,7 +160,7 @@ STATISTICS = ("kind", "metric", "epochs", "delta")
 
 # A study figure's keys that decide its numbers (studies.py); the rest is its look.
 STUDY_STATISTICS = ("kind", "accuracy", "origin")
-TABLE_KINDS = ("table", "headline", "archs")  # written as CSV and Markdown, not drawn
+TABLE_KINDS = ("table", "headline", "archs", "peak")  # written as CSV and Markdown, not drawn
 
 
 def is_study_figure(config: dict, fig: str) -> bool:
@@ -202,6 +202,8 @@ def figure_spec(config: dict, fig: str) -> dict:
     spec["labels"] = {**(config.get("labels") or {}), **(spec.get("labels") or {})}
     if config.get("title_tag"):
         spec["title_tag"] = config["title_tag"]
+    if is_study_figure(config, fig):  # what its sources trained on, as axes and tables name it
+        spec["source_task"] = config["studies"][spec["study"]].get("source_task", "ImageNet")
     return spec
 
 

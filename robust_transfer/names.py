@@ -36,8 +36,9 @@ def size(value) -> str:
 
 
 class Names(dict):
-    """Title placeholders: {dataset} and {size} (a figure's only one), or any source, dataset or
-    k=K by its display name."""
+    """Title placeholders: {dataset} and {size} (a figure's only one), {source_task} (what a
+    study's sources trained on: ImageNet, the demo's digits), or any source, dataset or k=K by
+    its display name."""
 
     def __init__(self, spec):
         super().__init__()
@@ -46,6 +47,8 @@ class Names(dict):
     def __missing__(self, key):
         if key == "size":
             return ", ".join(map(size, self.spec["sizes"]))
+        if key == "source_task":
+            return self.spec.get("source_task", "ImageNet")
         if key == "dataset":
             return ", ".join(name(self.spec, v) for v in self.spec["datasets"])
         return name(self.spec, key)

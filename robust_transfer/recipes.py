@@ -77,8 +77,13 @@ def subset_rule(config: dict, source: str) -> str:
 
 def pretrain_settings(config: dict, source: str) -> dict:
     """Everything pretraining a source computes with: the `pretrain` section, overridden by the
-    source's own `train` entry (dataset, seed, width, attack, and any `pretrain` key)."""
-    merged = {**config["pretrain"], **config["sources"][source]["train"]}
+    source's own `train` entry (dataset, seed, width, attack, and any `pretrain` key), and its
+    architecture where it is not a ResNet-50 (so a ResNet-50 source's settings, and the jobs
+    that used them, stay as they were before sources had other architectures)."""
+    spec = config["sources"][source]
+    merged = {**config["pretrain"], **spec["train"]}
+    if spec.get("arch", "resnet50") != "resnet50":
+        merged["arch"] = spec["arch"]
     return {k: v for k, v in merged.items() if k not in PLACEMENT}
 
 

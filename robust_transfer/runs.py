@@ -81,6 +81,8 @@ def run_job(
     )
     if run.recipe != grid.DEFAULT_RECIPE:  # another study's run: what its grid varies (Utrera's tables unchanged)
         fields.update(recipe=run.recipe, mode=run.mode, base_lr=run.lr)
+        # the source's clean test accuracy on its own task, where it was pretrained here (the demo)
+        fields["source_acc"] = float(source_meta["test_acc"]) if "test_acc" in source_meta else None
     table = [{**row, **fields} for row in rows]
     with disk.writing(outputs.metrics, "run table"), open(outputs.metrics, "w", newline="") as f:  # csv: no pandas
         writer = csv.DictWriter(f, fieldnames=list(table[0]))

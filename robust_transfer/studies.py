@@ -4,7 +4,8 @@ Utrera et al. (ICLR 2021) is the top-level `grid`, `finetune` and the figures wi
 key: its paths and targets are the workflow's original ones. Every other study is an entry of
 `studies:` (config.yaml): its recipe (a settings section, like `finetune`), its datasets, its
 source families (one URL pattern over architectures, norms and epsilons, expanded here into
-`sources` entries that carry their architecture, norm, epsilon and ImageNet top-1), its grid
+`sources` entries that carry their architecture, norm, epsilon and ImageNet top-1; or, with
+`sources.train`, pretrained here: the demo), `extra` sources of its own, its grid
 (modes, learning rates, seeds) and its published numbers; its figures are the `figures` entries
 with `study: <name>`, whose ids start with `<name>/` (figures/salman2020/headline.md).
 
@@ -60,7 +61,10 @@ def read_imagenet(path: Path) -> dict[tuple[str, str, float], float]:
 
 
 def family_sources(study: dict, basedir: Path) -> dict[str, dict]:
-    """The `sources` entries of a study's source families, in the families' order."""
+    """The `sources` entries of a study's source families, in the families' order: fetched from
+    the study's `url` pattern, or, where the study sets `train`, pretrained here (rule
+    pretrain_source) with those pretrain keys and the family's own `train` (width_per_group):
+    naturally at eps 0, else with PGD in the family's norm at its eps (L-infinity in /255)."""
     spec = study.get("sources") or {}
     imagenet = read_imagenet(basedir / spec["imagenet"]) if spec.get("imagenet") else {}
     out = {}
@@ -70,15 +74,29 @@ def family_sources(study: dict, basedir: Path) -> dict[str, dict]:
             for eps in family["eps"]:
                 eps_text = str(eps)
                 top1 = imagenet.get((arch, norm, float(eps)))
-                out[source_name(arch, norm, eps)] = {
-                    "url": spec["url"].format(arch=arch, norm=norm, eps=eps_text),
+                entry = {
+                    "url": spec["url"].format(arch=arch, norm=norm, eps=eps_text) if spec.get("url") else None,
                     "arch": arch,
                     "norm": norm,
                     "eps": float(eps),
                     "imagenet_top1": top1,
                     "note": f"{arch} {norm} eps={eps_text}" + (f", ImageNet {top1:.2f}%" if top1 is not None else ""),
                 }
+                if spec.get("train") is not None:
+                    entry.update(url=None, train=pretraining(spec["train"], family, norm, float(eps)))
+                    entry["note"] = f"{arch} {norm} eps={eps_text}, pretrained here on {spec['train']['dataset']}"
+                out[source_name(arch, norm, eps)] = entry
     return out
+
+
+def pretraining(train: dict, family: dict, norm: str, eps: float) -> dict:
+    """A family source's `train` entry: the study's pretrain keys, the family's own, and its
+    attack (PGD with the study's `steps`; none at eps 0; L-infinity eps from /255 to [0, 1])."""
+    keys = {k: v for k, v in train.items() if k != "steps"}
+    attack = None
+    if eps > 0:
+        attack = {"norm": norm, "eps": eps / 255 if norm == "linf" else eps, "steps": train["steps"]}
+    return {**keys, **(family.get("train") or {}), "attack": attack}
 
 
 def expand(config: dict, basedir: Path) -> None:

@@ -1,7 +1,8 @@
 """A study's figures and tables (Salman et al.): per cell (dataset, source, mode) the mean over
 seeds at the best learning rate (they selected the learning rate per cell, on test accuracy),
 against the source's epsilon, ImageNet top-1 or width; the headline table (best robust against
-eps = 0) and the architectures table.
+eps = 0), the architectures table and the peak table (per target, mode and architecture: the
+source's and the transfer accuracy at each eps, best robust - eps 0 and the interior-peak margin).
 
 One run's number is its best logged test accuracy (their code keeps the checkpoint of the best
 evaluation); the accuracy is top-1, or (accuracy: authors, the default) mean per-class accuracy
@@ -26,6 +27,9 @@ from .studies import WIDTH
 KEYS = ["dataset", "source", "k", "size", "seed", "recipe", "base_lr"]
 CELL = ["dataset", "source", "k"]  # one point of a figure: the best learning rate's
 META = ["arch", "norm", "eps", "imagenet_top1"]
+# The source's clean top-1 on its own task: ImageNet's as published (imagenet_top1), or, for a
+# source pretrained here (the demo), its test accuracy recorded then (a run table's source_acc).
+SOURCE_TOP1 = "source_top1"
 
 
 def select(runs: pd.DataFrame, sel: dict, origin: str | None = None) -> pd.DataFrame:
@@ -70,9 +74,12 @@ def summary(runs: pd.DataFrame, sel: dict, seed: int = 0, margin: float = 1.5, i
         return cells.assign(**{c: [] for c in ["mode", *META, "expected", "role"]})
     best = cells.loc[cells.groupby(CELL, sort=False, dropna=False)["mean"].idxmax()]
     meta = pd.DataFrame.from_dict(sel["source_meta"], orient="index")[META]
+    measured = runs.groupby("source")["source_acc"].mean() if "source_acc" in runs else pd.Series(dtype=float)
+    meta[SOURCE_TOP1] = meta["imagenet_top1"].astype(float).fillna(measured.reindex(meta.index))
     out = best.join(meta, on="source").assign(mode=best["k"].map(MODES), expected=sel["seeds"]["full"], role="cell")
-    if sel["kind"] == "headline":
-        out = pd.concat([out, headline_rows(out, values, seed)], ignore_index=True)
+    extra = {"headline": headline_rows, "peak": peak_rows}.get(sel["kind"])
+    if extra is not None:
+        out = pd.concat([out, extra(out, values, seed)], ignore_index=True)
     return out.reset_index(drop=True)
 
 
@@ -94,8 +101,30 @@ def headline_rows(cells: pd.DataFrame, values: pd.DataFrame, seed: int) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def peak_rows(cells: pd.DataFrame, values: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Per dataset, mode and architecture: best robust - standard (the best eps > 0 against eps =
+    0) and the interior-peak margin: the best interior eps (neither the smallest nor the largest)
+    against the better of the two ends, both seed-paired. The interior eps is the one with the
+    best mean, chosen on the same runs: the margin leans positive (a selection, as the authors'
+    best eps); its CI pairs the runs of the two cells it names."""
+    rows = []
+    for (dataset, k, arch), g in cells.groupby(["dataset", "k", "arch"], sort=False):
+        g = g.sort_values("eps")
+        base = {"dataset": dataset, "k": k, "size": g["size"].iloc[0], "mode": g["mode"].iloc[0], "arch": arch}
+        std, rob = g[g["eps"] == 0], g[g["eps"] > 0]
+        if len(std) and len(rob):
+            s, r = std.iloc[0], rob.loc[rob["mean"].idxmax()]
+            rows.append({**base, **_paired(values, r, s, seed), "role": "robust - standard", "eps": r["eps"]})
+        if len(g) >= 3:
+            inner, ends = g.iloc[1:-1], g.iloc[[0, -1]]
+            peak, end = inner.loc[inner["mean"].idxmax()], ends.loc[ends["mean"].idxmax()]
+            paired = _paired(values, peak, end, seed)
+            rows.append({**base, **paired, "role": "peak - end", "eps": peak["eps"], "end_eps": end["eps"]})
+    return pd.DataFrame(rows)
+
+
 def _pick(cell) -> dict:
-    keys = ["source", "base_lr", "eps", "imagenet_top1", "n", "mean", "ci_low", "ci_high", *stats.COUNTS]
+    keys = ["source", "base_lr", "eps", "imagenet_top1", SOURCE_TOP1, "n", "mean", "ci_low", "ci_high", *stats.COUNTS]
     return {k: cell[k] for k in keys}
 
 
@@ -161,7 +190,7 @@ def _panel_title(spec, k, d, several_modes) -> str:
 
 
 def accuracy_label(spec: dict) -> str:
-    if spec.get("accuracy", "authors") == "top1":
+    if spec.get("accuracy", "authors") == "top1" or not spec.get("per_class"):
         return "Top-1 accuracy %"
     return "Accuracy % (mean per-class on " + ", ".join(plain(_name(spec, d)) for d in spec["per_class"]) + ")"
 
@@ -190,7 +219,8 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
         ax.tick_params(labelsize=6)
     if panels:
         axes[0].legend(fontsize=5)
-    xlabel = {"eps": r"source $\epsilon$", "imagenet": "source ImageNet top-1 %"}.get(
+    task = spec.get("source_task", "ImageNet")
+    xlabel = {"eps": r"source $\epsilon$", "imagenet": f"source {task} top-1 %"}.get(
         spec.get("x"), "width (x ResNet-50)"
     )
     fig.supxlabel(xlabel, fontsize=8)
@@ -201,7 +231,7 @@ def draw(summary: pd.DataFrame, spec: dict, reference: pd.DataFrame | None = Non
 
 
 def _line(ax, g, x, label, color, ref=None, arch=None):
-    xcol = "eps" if x == "eps" else "imagenet_top1"
+    xcol = "eps" if x == "eps" else SOURCE_TOP1
     g = g.sort_values(xcol)
     ax.plot(g[xcol], g["mean"], "o-", ms=3, lw=1, color=color, label=label)
     if g["ci_low"].notna().any():
@@ -263,7 +293,7 @@ def wide(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
         row = {"dataset": d, "mode": MODES[k]}
         if spec["kind"] == "headline":
             h = summary[(summary["dataset"] == d) & (summary["k"] == k) & (summary["role"] != "cell")]
-            for arch in [*(spec.get("archs") or []), "max"]:
+            for arch in [*[a for a in spec.get("archs") or [] if a in set(h["arch"])], "max"]:
                 for role in ("standard", "robust", "robust - standard"):
                     hit = h[(h["arch"] == arch) & (h["role"] == role)]
                     row[f"{arch}: {role}"] = hit["mean"].iloc[0] if len(hit) else np.nan
@@ -277,6 +307,68 @@ def wide(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
                     row[f"{arch}: eps {eps:g}"] = hit["mean"].iloc[0] if len(hit) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+MARGINS = {"robust - standard": "best robust - eps 0", "peak - end": "interior peak - better end"}
+
+
+def peak_table(summary: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The peak table's numbers, one row per dataset, mode and architecture: at each eps the
+    source's clean top-1 and the transfer accuracy, then each margin (MARGINS) with its CI and
+    the eps it compares."""
+    rows = []
+    cells = summary[summary["role"] == "cell"]
+    for k, d in _panels(cells, spec):
+        g = cells[(cells["dataset"] == d) & (cells["k"] == k)]
+        for arch in [a for a in spec.get("archs") or g["arch"].unique() if a in set(g["arch"])]:
+            row = {"dataset": d, "mode": MODES[k], "arch": arch}
+            for _, c in g[g["arch"] == arch].sort_values("eps").iterrows():
+                row[f"eps {c['eps']:g}: source"] = c[SOURCE_TOP1]
+                row[f"eps {c['eps']:g}: transfer"] = c["mean"]
+            h = summary[(summary["dataset"] == d) & (summary["k"] == k) & (summary["arch"] == arch)]
+            for role, name in MARGINS.items():
+                hit = h[h["role"] == role]
+                for col, key in ((name, "mean"), (f"{name} low", "ci_low"), (f"{name} high", "ci_high")):
+                    row[col] = hit[key].iloc[0] if len(hit) else np.nan
+            peak = h[h["role"] == "peak - end"]
+            row["peak eps"], row["end eps"] = (
+                (peak["eps"].iloc[0], peak["end_eps"].iloc[0]) if len(peak) else (np.nan,) * 2
+            )
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    eps = sorted({float(c.split()[1].rstrip(":")) for c in table.columns if c.startswith("eps ")})
+    per_eps = [f"eps {e:g}: {part}" for e in eps for part in ("source", "transfer")]
+    rest = [c for c in table.columns if not c.startswith("eps ")]  # the keys, then the margins
+    return table[rest[:3] + per_eps + rest[3:]]
+
+
+def peak_markdown(table: pd.DataFrame, spec: dict) -> str:
+    """Two tables: per eps, the transfer accuracy with the source's clean top-1 in brackets; then
+    the margins with their 95 % CIs (seed-paired; none for single runs)."""
+    key = table[["dataset", "mode", "arch"]].copy()
+    key["dataset"] = key["dataset"].map(lambda d: plain(_name(spec, d)))
+    key["arch"] = key["arch"].map(lambda a: plain(_name(spec, a)))
+    eps = [c.removesuffix(": transfer") for c in table.columns if c.endswith(": transfer")]
+    first = key.copy()
+    for e in eps:
+        first[e] = [
+            _cell_text(t) + (f" ({s:.1f})" if pd.notna(s) else "")
+            for t, s in zip(table[f"{e}: transfer"], table[f"{e}: source"])
+        ]
+    second = key.copy()
+    for name in MARGINS.values():
+        second[name] = [
+            "" if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+            for m, lo, hi in zip(table[name], table[f"{name} low"], table[f"{name} high"])
+        ]
+    second["peak eps vs end eps"] = [
+        "" if pd.isna(p) else f"{p:g} vs {e:g}" for p, e in zip(table["peak eps"], table["end eps"])
+    ]
+    return (
+        first.to_markdown(index=False, disable_numparse=True)
+        + "\n\n"
+        + second.to_markdown(index=False, disable_numparse=True)
+    )
 
 
 def markdown(table: pd.DataFrame, spec: dict) -> str:
@@ -298,8 +390,19 @@ def markdown(table: pd.DataFrame, spec: dict) -> str:
 
 
 def write_table(summary: pd.DataFrame, spec: dict, csv_out, md_out) -> None:
-    table = wide(summary, spec)
+    peak = spec["kind"] == "peak"
+    table = peak_table(summary, spec) if peak else wide(summary, spec)
     table.to_csv(csv_out, index=False, float_format="%.2f")
     with open(md_out, "w") as f:
-        f.write(f"{plain(title(spec))}\n\n{markdown(table, spec)}\n\n{accuracy_label(spec)}; ")
-        f.write("each cell: the mean over seeds at the best learning rate; robust: the best eps > 0 (in brackets).\n")
+        f.write(f"{plain(title(spec))}\n\n{(peak_markdown if peak else markdown)(table, spec)}\n\n")
+        f.write(f"{accuracy_label(spec)}; each cell: the mean over seeds at the best learning rate; ")
+        if peak:
+            task = spec.get("source_task", "ImageNet")
+            f.write(
+                f"in brackets, the source's clean {task} top-1. Margins: mean [95 % CI] of the seed-paired "
+                "differences (no CI for single runs); best robust: the best eps > 0; interior peak: the best eps "
+                "other than the smallest and the largest, against the better of those two ends (chosen on the "
+                "same runs, so it leans positive).\n"
+            )
+        else:
+            f.write("robust: the best eps > 0 (in brackets).\n")

@@ -132,7 +132,7 @@ def train_epoch(loop: Loop) -> tuple[float, float]:
     for i in range(0, n, bs):  # no drop_last: n=100 is one step per epoch
         idx = perm[i : i + bs]
         if resized:
-            xb = random_resized_crop(x[idx], extents[0][idx], cfg["input_size"], loop.gen)
+            xb = random_resized_crop(x[idx], extents[0][idx], cfg["input_size"], loop.gen, cfg["crop_scale"])
         else:
             xb = crop(x[idx], extents[0][idx], loop.crop, cfg["augment"]["pad"], loop.gen) if extents else x[idx]
             xb = inputs(xb, cfg["input_size"])

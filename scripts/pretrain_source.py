@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from robust_transfer import checkpoints, device, disk, files, grid, recipes, store, train
+from robust_transfer import archs, checkpoints, device, disk, files, grid, recipes, store, train
 from robust_transfer.joblog import to_log
-from robust_transfer.models import resnet50
 
 to_log(snakemake)
 cfg = snakemake.params.settings
@@ -25,11 +24,12 @@ folders = [weights.parent, state.parent] + [Path(p).parent for p in snakemake.lo
 disk.check_folders(folders)
 torch.manual_seed(cfg["seed"])  # the initial weights depend on the source's seed only
 classes = int(store.load_labels(snakemake.input.train).max()) + 1
-model = resnet50(num_classes=classes, width_per_group=cfg.get("width_per_group", 64))
+arch = cfg.get("arch", "resnet50")
+model = archs.build(arch, classes, cfg.get("width_per_group"))
 # the resume state, then (after it is removed) the weights: both counted, to be safe
 disk.check_space([(state.parent, disk.state_bytes(model)), (weights.parent, disk.tensor_bytes(model))])
 tr, te = store.load_split(snakemake.input.train), store.load_split(snakemake.input.test)
 resume = train.Resume(state, grid.digest({"settings": cfg, "inputs": files.stamps(snakemake.input)}))
 result = train.pretrain(model, tr, te, cfg, cfg["seed"], dev, resume=resume)
 with disk.writing(weights, "source weights"):
-    checkpoints.save(model, weights, {"trained_on": cfg["dataset"], "attack": cfg.get("attack"), **result})
+    checkpoints.save(model, weights, {"trained_on": cfg["dataset"], "attack": cfg.get("attack"), **result}, arch)

@@ -366,6 +366,18 @@ def test_resized_crop_boxes_stay_inside_each_image():
     assert (top + h <= extents[:, 0]).all() and (left + w <= extents[:, 1]).all()
 
 
+def test_crop_scale_sets_the_smallest_box():
+    """random_resized_crop's scale is the smallest area fraction drawn: at 0.5 no box of a
+    100 x 100 image is under half of it (at torchvision's 0.08 most are)."""
+    n = 2000
+    extents = torch.tensor([[100, 100]]).expand(n, 2)
+    small = augment.resized_crop_boxes(extents, torch.Generator().manual_seed(0), (0.5, 1.0))
+    area = (small[:, 2] * small[:, 3]).double() / 1e4
+    assert area.min() >= 0.48  # rounding of each side
+    default = augment.resized_crop_boxes(extents, torch.Generator().manual_seed(0))
+    assert ((default[:, 2] * default[:, 3]).double() / 1e4 < 0.5).float().mean() > 0.4
+
+
 def test_resized_crop_boxes_are_deterministic_per_seed():
     extents = torch.randint(20, 300, (64, 2), generator=torch.Generator().manual_seed(1))
     a = augment.resized_crop_boxes(extents, torch.Generator().manual_seed(3))
@@ -438,7 +450,14 @@ def test_random_resized_training_inputs_come_from_each_image_only():
     board = np.full((8, 40, 40, 3), 255, dtype=np.uint8)
     for image, (h, w) in zip(board, extents):
         image[:h, :w] = 100
-    cfg = {**CFG, "input_size": 16, "augment": NO_AUGMENT, "train_crop": "random_resized", "epochs": 2}
+    cfg = {
+        **CFG,
+        "input_size": 16,
+        "augment": NO_AUGMENT,
+        "train_crop": "random_resized",
+        "crop_scale": 0.08,
+        "epochs": 2,
+    }
     batches = torch.cat(_training_inputs((board, np.arange(8) % 5, extents), cfg))
     assert batches.shape == (16, 3, 16, 16)
     flat = batches.flatten(2)
@@ -448,20 +467,30 @@ def test_random_resized_training_inputs_come_from_each_image_only():
 def test_random_resized_training_is_the_crop_then_the_flip(monkeypatch):
     """The loop's training inputs are random_resized_crop of the batch's images from the run's
     generator, then the flip (pad forced to 0); square stored images (no extents) are each
-    their whole extent. The same seed gives the same inputs."""
+    their whole extent, at the settings' crop_scale. The same seed gives the same inputs."""
     images, labels = _data(8, 3, 12)
-    cfg = {**CFG, "input_size": 16, "train_crop": "random_resized", "augment": {**NO_AUGMENT, "flip": True, "pad": 4}}
+    cfg = {
+        **CFG,
+        "input_size": 16,
+        "train_crop": "random_resized",
+        "crop_scale": 0.3,
+        "augment": {**NO_AUGMENT, "flip": True, "pad": 4},
+    }
     calls = []
     real = augment.random_resized_crop
-    monkeypatch.setattr(train, "random_resized_crop", lambda x, e, s, g: calls.append(e.clone()) or real(x, e, s, g))
+    monkeypatch.setattr(
+        train,
+        "random_resized_crop",
+        lambda x, e, s, g, scale: calls.append((e.clone(), scale)) or real(x, e, s, g, scale),
+    )
     first = _training_inputs((images, labels), cfg)
-    assert len(calls) == 1 and (calls[0] == 12).all()
+    assert len(calls) == 1 and (calls[0][0] == 12).all() and calls[0][1] == 0.3
     assert all(torch.equal(a, b) for a, b in zip(first, _training_inputs((images, labels), cfg)))
     # by hand: the generator's permutation, the boxes, then the flip
     gen = train.seed_everything(0, CPU)
     perm = torch.randperm(8, generator=gen)
     x = torch.from_numpy(images).permute(0, 3, 1, 2)[perm]
-    crops = augment.resized_crop(x, augment.resized_crop_boxes(torch.full((8, 2), 12), gen), 16)
+    crops = augment.resized_crop(x, augment.resized_crop_boxes(torch.full((8, 2), 12), gen, (0.3, 1.0)), 16)
     expected = augment.augment(crops, gen, **{**NO_AUGMENT, "flip": True})
     mean, std = (
         torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
@@ -539,7 +568,7 @@ def test_run_job_builds_the_sources_arch(tmp_path, monkeypatch):
     store.save_split(tmp_path / "test.npz", *_data(6, 4, 16))
     np.save(tmp_path / "subset.npy", np.arange(12))
     settings = {**CFG, "input_size": 16, "head_std": None, "device": "cpu", "deterministic": True, "init": None}
-    settings |= {"train_crop": "random_resized", "per_class": True}
+    settings |= {"train_crop": "random_resized", "crop_scale": 0.08, "per_class": True}
     files = {"train": "train.npz", "test": "test.npz", "subset": "subset.npy", "source": "source.pt"}
     inputs = SimpleNamespace(**{k: tmp_path / f for k, f in files.items()})
     built, prepare = [], archs.prepare

@@ -61,6 +61,41 @@ def test_source_families_expand_with_architecture_norm_eps_and_imagenet_accuracy
     assert salman_config["sources"]["densenet_l2_3"]["arch"] == "densenet"
 
 
+def test_the_demos_families_are_pretrained_here_and_the_first_demos_sources_keep_their_settings(demo_config):
+    """studies.<name>.sources.train: every family source becomes a pretrain_source entry (the
+    study's keys, the family's width, PGD in its norm at its eps, natural at 0); `extra` adds
+    the first demo's sources, whose pretraining settings are what they were before (a ResNet-50's
+    arch is not a setting), so a finished first demo retrains nothing."""
+    from robust_transfer import checks
+
+    names = studies.study_sources(demo_config, STUDY)
+    assert names[-3:] == ["natural", "l2_3", "linf_8"] and len(names) == 8
+    r50, wrn = demo_config["sources"]["r50_l2_1"], demo_config["sources"]["wrn50_2_l2_0"]
+    assert r50["url"] is None and r50["train"]["attack"] == {"norm": "l2", "eps": 1.0, "steps": 2}
+    assert r50["train"]["width_per_group"] == 16 and wrn["train"]["width_per_group"] == 32
+    assert wrn["train"]["attack"] is None and "steps" not in wrn["train"]
+    assert recipes.pretrain_settings(demo_config, "wrn50_2_l2_0")["arch"] == "wide_resnet50_2"
+    assert "arch" not in recipes.pretrain_settings(demo_config, "natural")
+    before = {**demo_config["pretrain"], **demo_config["sources"]["natural"]["train"]}
+    assert recipes.pretrain_settings(demo_config, "natural") == {
+        k: v for k, v in before.items() if k not in recipes.PLACEMENT
+    }
+    # pretrained here with the first demo's recipe: r50_l2_0.5 would be l2_3's settings exactly
+    assert {**r50["train"], "attack": None} == {**demo_config["sources"]["natural"]["train"]}
+    assert checks.problems(demo_config) == []
+    broken = copy.deepcopy(demo_config)
+    broken["studies"][STUDY]["sources"]["extra"] = ["linf_4", "nope"]
+    assert {p for p in checks.problems(broken) if "extra" in p} == {
+        f"studies.{STUDY}.sources.extra: sources.linf_4 needs arch, norm and eps (its figures' axes)",
+        f"studies.{STUDY}.sources.extra: 'nope' is not in sources",
+    }
+    broken["studies"][STUDY]["sources"]["train"] = None
+    assert (
+        f"studies.{STUDY}.sources: set url (a pattern to fetch from) or train (pretrain them here)"
+        in checks.problems(broken)
+    )
+
+
 def test_a_user_points_one_source_at_a_local_file_and_keeps_its_metadata(paper_config):
     config = copy.deepcopy(paper_config)
     config["sources"]["r50_l2_3"] = {"url": "/data/r50.ckpt"}
@@ -198,6 +233,51 @@ def test_best_learning_rate_per_cell_and_a_seed_paired_interval(salman_config):
     delta = summary[(summary["role"] == "robust - standard") & (summary["arch"] == "resnet50")].iloc[0]
     assert delta["mean"] == pytest.approx(2.0) and delta["ci_low"] == pytest.approx(2.0) == delta["ci_high"]
     assert delta["runs"] == 3
+
+
+def test_peak_table_margins_pair_seeds_and_sources_measured_here_give_their_accuracy(salman_config, tmp_path):
+    """The peak table (figures/salman2020/peak): best robust - eps 0 and the best interior eps
+    against the better end, seed-paired; a source without a published top-1 (pretrained here)
+    takes the clean accuracy its runs recorded (source_acc)."""
+    spec = grid.figure_statistics(salman_config, "salman2020/peak")
+    spec = {**spec, "datasets": ["salman_cifar10"], "per_class": [], "seeds": {"full": 3}}
+    spec["source_meta"] = {
+        **spec["source_meta"],
+        "r50_l2_0": {**spec["source_meta"]["r50_l2_0"], "imagenet_top1": None},
+    }
+    accuracy = {"r50_l2_0": 76.0, "r50_l2_0.5": 83.0, "r50_l2_1": 85.0, "r50_l2_3": 82.0, "r50_l2_5": 79.0}
+    rows = [
+        dict(
+            dataset="salman_cifar10",
+            source=source,
+            k=-1,
+            size="full",
+            seed=seed,
+            recipe="salman",
+            base_lr=0.01,
+            epoch=1,
+            test_acc=acc + noise,
+            n=50000,
+            classes=10,
+            source_acc=70.0 if source == "r50_l2_0" else None,
+        )
+        for source, acc in accuracy.items()
+        for seed, noise in ((0, 0.0), (1, 1.0), (2, -1.0))
+    ]
+    summary = sweeps.summary(pd.DataFrame(rows), spec)
+    cells = summary[summary["role"] == "cell"].set_index("source")
+    assert cells.loc["r50_l2_0", "source_top1"] == 70.0 and cells.loc["r50_l2_3", "source_top1"] == 62.83
+    margins = summary[summary["role"] != "cell"].set_index("role")
+    assert margins.loc["robust - standard", "mean"] == pytest.approx(9.0)  # eps 1 against eps 0
+    peak = margins.loc["peak - end"]
+    assert (peak["eps"], peak["end_eps"], peak["mean"]) == (1.0, 5.0, pytest.approx(6.0))
+    assert peak["ci_low"] == pytest.approx(6.0) == peak["ci_high"] and peak["runs"] == 3  # same noise per seed
+    sweeps.write_table(
+        summary, {**grid.figure_spec(salman_config, "salman2020/peak"), **spec}, tmp_path / "p.csv", tmp_path / "p.md"
+    )
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.filter(like=": transfer").columns) == [f"eps {e}: transfer" for e in ("0", "0.5", "1", "3", "5")]
+    assert "+6.00 [+6.00, +6.00]" in (tmp_path / "p.md").read_text()
 
 
 def test_compare_sets_our_cells_beside_the_published_ones(salman_config, published_runs):
