@@ -91,7 +91,7 @@ def _study_problems(config: dict) -> list[str]:
             if source is None:
                 out.append(f"studies.{name}.sources.extra: {extra!r} is not in sources")
             elif any(source.get(k) is None for k in ("arch", "norm", "eps")):
-                out.append(f"studies.{name}.sources.extra: sources.{extra} needs arch, norm and eps (its figures' axes)")
+                out.append(f"studies.{name}.sources.extra: sources.{extra} needs arch, norm and eps (figure axes)")
     out += [
         f"studies_in_all: {s!r} is not in studies ({sorted(config.get('studies') or {})})"
         for s in config.get("studies_in_all") or []

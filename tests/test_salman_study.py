@@ -86,7 +86,7 @@ def test_the_demos_families_are_pretrained_here_and_the_first_demos_sources_keep
     broken = copy.deepcopy(demo_config)
     broken["studies"][STUDY]["sources"]["extra"] = ["linf_4", "nope"]
     assert {p for p in checks.problems(broken) if "extra" in p} == {
-        f"studies.{STUDY}.sources.extra: sources.linf_4 needs arch, norm and eps (its figures' axes)",
+        f"studies.{STUDY}.sources.extra: sources.linf_4 needs arch, norm and eps (figure axes)",
         f"studies.{STUDY}.sources.extra: 'nope' is not in sources",
     }
     broken["studies"][STUDY]["sources"]["train"] = None
