@@ -143,7 +143,7 @@ def selection(config: dict, fig: str) -> dict:
     sources = spec.get("sources") or [
         s
         for s in study_sources(config, study_of(config, fig))
-        if _matches(config["sources"][s], spec.get("archs"), spec.get("norm"), spec.get("eps"))
+        if _matches(config["sources"].get(s, {}), spec.get("archs"), spec.get("norm"), spec.get("eps"))
     ]
     return {
         "study": study_of(config, fig),

@@ -71,7 +71,7 @@ def summary(runs: pd.DataFrame, sel: dict, seed: int = 0, margin: float = 1.5, i
     by = ["dataset", "source", "k", "size", "n", "base_lr"]
     cells = stats.summarize(values, by, seed, include_collapsed=include)
     if cells.empty:
-        return cells.assign(**{c: [] for c in ["mode", *META, "expected", "role"]})
+        return cells.assign(**{c: [] for c in ["mode", *META, SOURCE_TOP1, "expected", "role"]})
     best = cells.loc[cells.groupby(CELL, sort=False, dropna=False)["mean"].idxmax()]
     meta = pd.DataFrame.from_dict(sel["source_meta"], orient="index")[META]
     measured = runs.groupby("source")["source_acc"].mean() if "source_acc" in runs else pd.Series(dtype=float)

@@ -201,6 +201,24 @@ def test_headline_from_the_published_numbers_equals_their_headline_table(salman_
         assert table[(dataset, mode, "robust - standard")] == pytest.approx(robust - standard)
 
 
+def cifar10_run_row(source, seed, lr, epoch, acc, **extra) -> dict:
+    """One logged epoch of a full-network CIFAR-10 run of the study, as a run table has it."""
+    return dict(
+        dataset="salman_cifar10",
+        source=source,
+        k=-1,
+        size="full",
+        seed=seed,
+        recipe="salman",
+        base_lr=lr,
+        epoch=epoch,
+        test_acc=acc,
+        n=50000,
+        classes=10,
+        **extra,
+    )
+
+
 def test_best_learning_rate_per_cell_and_a_seed_paired_interval(salman_config):
     """Our runs: each cell at the learning rate with the best mean; robust - standard pairs seeds."""
     spec = grid.figure_statistics(salman_config, "salman2020/headline")
@@ -211,21 +229,7 @@ def test_best_learning_rate_per_cell_and_a_seed_paired_interval(salman_config):
             for seed, noise in ((0, 0.0), (1, 0.5), (2, -0.3)):
                 acc = 80 + eps_gain + lr_gain + noise
                 for epoch, drop in ((1, 10.0), (76, 0.0), (150, 1.0)):  # the best logged epoch is a run's number
-                    rows.append(
-                        dict(
-                            dataset="salman_cifar10",
-                            source=source,
-                            k=-1,
-                            size="full",
-                            seed=seed,
-                            recipe="salman",
-                            base_lr=lr,
-                            epoch=epoch,
-                            test_acc=acc - drop,
-                            n=50000,
-                            classes=10,
-                        )
-                    )
+                    rows.append(cifar10_run_row(source, seed, lr, epoch, acc - drop))
     summary = sweeps.summary(pd.DataFrame(rows), {**spec, "seeds": {"full": 3}})
     cells = summary[summary["role"] == "cell"].set_index("source")
     assert set(cells["base_lr"]) == {0.001}
@@ -247,20 +251,7 @@ def test_peak_table_margins_pair_seeds_and_sources_measured_here_give_their_accu
     }
     accuracy = {"r50_l2_0": 76.0, "r50_l2_0.5": 83.0, "r50_l2_1": 85.0, "r50_l2_3": 82.0, "r50_l2_5": 79.0}
     rows = [
-        dict(
-            dataset="salman_cifar10",
-            source=source,
-            k=-1,
-            size="full",
-            seed=seed,
-            recipe="salman",
-            base_lr=0.01,
-            epoch=1,
-            test_acc=acc + noise,
-            n=50000,
-            classes=10,
-            source_acc=70.0 if source == "r50_l2_0" else None,
-        )
+        cifar10_run_row(source, seed, 0.01, 1, acc + noise, source_acc=70.0 if source == "r50_l2_0" else None)
         for source, acc in accuracy.items()
         for seed, noise in ((0, 0.0), (1, 1.0), (2, -1.0))
     ]
