@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from .grid import DEFAULT_RECIPE, Run, size_key
 
-# Training keys that say where a job executes, not what it computes: never params, so changing
-# one reruns nothing (threads reach a job as its `threads:`, allow_cpu through the config).
-PLACEMENT = ("threads", "allow_cpu")
+# Training keys that say where and how a job executes, not what it computes: never params, so
+# changing one reruns nothing (threads reach a job as its `threads:`, the others through the
+# config: `placement`). channels_last changes float rounding only, as threads do.
+PLACEMENT = ("threads", "allow_cpu", "channels_last")
 
 
 def schedule(finetune: dict, size) -> dict:
@@ -87,11 +88,11 @@ def pretrain_settings(config: dict, source: str) -> dict:
     return {k: v for k, v in merged.items() if k not in PLACEMENT}
 
 
-def allow_cpu(config: dict, source: str | None = None, recipe: str = DEFAULT_RECIPE) -> bool:
-    """Whether a training job may run on the CPU when no GPU is visible (device auto): a
-    fine-tuning run's recipe section's allow_cpu (finetune.allow_cpu, salman.allow_cpu), or
-    pretraining `source`'s pretrain.allow_cpu (its train entry may override it). Placement: the
-    scripts read it here, it is no param."""
-    if source is None:
-        return bool(config[recipe]["allow_cpu"])
-    return bool({**config["pretrain"], **config["sources"][source]["train"]}["allow_cpu"])
+def placement(config: dict, source: str | None = None, recipe: str = DEFAULT_RECIPE) -> dict:
+    """How a training job executes, read from the config by its script (no params, no rerun):
+    a fine-tuning run's recipe section (finetune, salman), or pretraining `source`'s pretrain
+    section with its train entry on top. allow_cpu: with device auto, train on the CPU when no
+    GPU is visible; channels_last: the memory layout training runs in (auto: channels-last on a
+    GPU and in bf16; true or false: measured for the shapes at hand, docs/benchmarks.md)."""
+    section = config[recipe] if source is None else {**config["pretrain"], **config["sources"][source]["train"]}
+    return {"allow_cpu": bool(section["allow_cpu"]), "channels_last": section.get("channels_last", "auto")}

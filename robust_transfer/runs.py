@@ -26,21 +26,23 @@ def run_job(
     settings: dict,
     threads: int = 1,
     state: str | None = None,
-    allow_cpu: bool = False,
+    placement: dict | None = None,
     log: str | None = None,
 ) -> None:
     """inputs: train, test, subset, source; outputs: metrics (CSV, a row per logged epoch), meta
     (JSON). settings: recipes.run_settings, the run's resolved `finetune` section. state: where the
     run keeps its resume state (outside the outputs, which Snakemake deletes before a rerun).
-    allow_cpu: with device auto, train on the CPU when no GPU is visible (finetune.allow_cpu;
-    else the job fails at once). log: the job's log file.
+    placement: recipes.placement, how the job executes (not params): allow_cpu (with device
+    auto, train on the CPU when no GPU is visible; else the job fails at once), channels_last
+    (the layout training runs in, train.channels_last). log: the job's log file.
 
     Before anything is loaded: the device (device.pick) and every folder the job writes; before
     training: room on disk for its resume state and outputs."""
     global RUNS_DONE
     loading = time.perf_counter()
     device.setup(threads, settings["deterministic"])
-    dev = device.pick(settings["device"], allow_cpu, run.recipe)  # the config section the error names
+    placement = {"allow_cpu": False, "channels_last": "auto", **(placement or {})}
+    dev = device.pick(settings["device"], placement["allow_cpu"], run.recipe)  # the config section the error names
     small = 100_000  # bytes: the CSV, the JSON, the log
     writes = [(outputs.metrics, small), (outputs.meta, small), (log, small), (state, None)]
     writes = [(Path(path).parent, size) for path, size in writes if path]
@@ -68,7 +70,8 @@ def run_job(
     split = (images, labels) + (() if extents is None else (extents,))
     test = device_split(inputs.test, dev)
     clock = {"load": time.perf_counter() - loading}
-    rows = train.finetune(model, split, test, settings, run.seed, dev, resume=resume, clock=clock)
+    layout = {"channels_last": placement["channels_last"]}  # placement: outside the settings and the resume key
+    rows = train.finetune(model, split, test, {**settings, **layout}, run.seed, dev, resume=resume, clock=clock)
     fields = dict(
         dataset=run.dataset,
         source=run.source,
@@ -99,6 +102,7 @@ def run_job(
         "device": device.name(dev),
         "process": {"pid": os.getpid(), "runs_before": RUNS_DONE},  # runs its process trained before this one
         "threads": threads,
+        "channels_last": train.channels_last({**settings, **layout}, dev),  # the layout it trained in
         "versions": {
             "robust_transfer": __version__,
             "torch": torch.__version__,

@@ -79,8 +79,7 @@ def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
     on the device, an SGD optimiser over its trainable parameters, both splits on the device."""
     gen = seed_everything(seed, device)
     stats = [s for s in (cfg.get("mean"), cfg.get("std")) if s is not None]  # default: ImageNet's
-    # channels-last on CUDA, and on CPUs in bf16 (oneDNN's bf16 kernels prefer it; fp32 is slower)
-    net = Net(model, *stats).to_device(device, channels_last=device.type == "cuda" or cfg["amp"] == "bf16")
+    net = Net(model, *stats).to_device(device, channels_last=channels_last(cfg, device))
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     attack = make_attack(cfg.get("attack"), gen)
@@ -88,6 +87,15 @@ def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
     return Loop(
         net, opt, gen, cfg, to_device(*train, device=device), to_device(*test, device=device), attack, crop=crop
     )
+
+
+def channels_last(cfg: dict, device) -> bool:
+    """The memory layout training runs in: cfg channels_last (placement, recipes.placement: not
+    a param), true or false as set; auto (or absent): channels-last on CUDA, and on CPUs in bf16
+    (oneDNN's bf16 kernels prefer it). In fp32 on a CPU it depends on the shapes: 0.7x for the
+    full ResNet-50 at 32 px, 1.1-1.2x for the demo's narrow ones at 24 px (docs/benchmarks.md)."""
+    want = cfg.get("channels_last", "auto")
+    return device.type == "cuda" or cfg["amp"] == "bf16" if want == "auto" else bool(want)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ delegate(snakemake, "train")
 
 from robust_transfer.grid import Run
 from robust_transfer.joblog import to_log
-from robust_transfer.recipes import allow_cpu
+from robust_transfer.recipes import placement
 from robust_transfer.runs import run_job
 
 to_log(snakemake)
 run = Run.of(snakemake.wildcards)
-# allow_cpu, like threads, says where the job runs: read from the config, not a param (no rerun)
-cpu_ok = allow_cpu(snakemake.config, recipe=run.recipe)
+# allow_cpu and channels_last, like threads, say how the job runs: read from the config, not
+# params (no rerun)
+how = placement(snakemake.config, recipe=run.recipe)
 log = snakemake.log[0] if snakemake.log else None
 run_job(
     snakemake.input,
@@ -23,6 +24,6 @@ run_job(
     snakemake.params.settings,
     snakemake.threads,
     snakemake.params.state,
-    cpu_ok,
+    how,
     log,
 )

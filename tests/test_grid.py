@@ -62,6 +62,21 @@ def test_pretrain_settings_override_the_pretrain_section(config):
     assert "threads" not in cfg
 
 
+def test_how_a_job_runs_is_read_from_the_config_and_is_no_setting(config):
+    """allow_cpu and channels_last (placement) reach the scripts through recipes.placement, from
+    a run's recipe section or a source's pretrain section with its train entry on top, and are
+    never part of the settings (the params): changing them reruns nothing."""
+    config["sources"]["mine"] = {"train": {"dataset": "cifar10", "seed": 3, "channels_last": True}}
+    config["salman"] |= {"allow_cpu": True, "channels_last": False}
+    assert recipes.placement(config) == {"allow_cpu": False, "channels_last": "auto"}
+    assert recipes.placement(config, recipe="salman") == {"allow_cpu": True, "channels_last": False}
+    assert recipes.placement(config, "mine") == {"allow_cpu": False, "channels_last": True}
+    settings = [recipes.run_settings(config, "cifar10", "l2_3", 100), recipes.pretrain_settings(config, "mine")]
+    settings.append(recipes.run_settings(config, "salman_cifar10", "l2_3", "full", "salman", 0.01))
+    for cfg in settings:
+        assert not {"threads", "allow_cpu", "channels_last"} & set(cfg)
+
+
 def test_source_kinds(config):
     assert grid.sources_of_kind(config, "url")[:4] == ["natural", "l2_3", "linf_4", "linf_8"]
     assert grid.sources_of_kind(config, "random_init") == ["scratch"]

@@ -160,12 +160,14 @@ def test_editing_a_dataset_reruns_exactly_its_jobs(demo_run, tmp_path):
 
 
 def test_editing_where_jobs_run_reruns_nothing(demo_run, tmp_path):
-    """Where a job executes (threads, allow_cpu) is not what it computes."""
+    """Where and how a job executes (threads, allow_cpu, the layout it trains in) is not what
+    it computes."""
     root, _, _ = demo_run
 
     def edit(cfg):
         for section in ("finetune", "pretrain"):
-            cfg[section].update(threads=2, allow_cpu=not cfg[section]["allow_cpu"])
+            layout = "auto" if cfg[section].get("channels_last") is True else True
+            cfg[section].update(threads=2, allow_cpu=not cfg[section]["allow_cpu"], channels_last=layout)
 
     assert _planned(root, tmp_path, edit) == {}
 
