@@ -92,8 +92,8 @@ def start(model, train, test, cfg: dict, seed: int, device) -> Loop:
 def channels_last(cfg: dict, device) -> bool:
     """The memory layout training runs in: cfg channels_last (placement, recipes.placement: not
     a param), true or false as set; auto (or absent): channels-last on CUDA, and on CPUs in bf16
-    (oneDNN's bf16 kernels prefer it). In fp32 on a CPU it depends on the shapes: 0.7x for the
-    full ResNet-50 at 32 px, 1.1-1.2x for the demo's narrow ones at 24 px (docs/benchmarks.md)."""
+    (oneDNN's bf16 kernels prefer it). In fp32 on a CPU it depends on the shapes: 0.99x for the
+    full ResNet-50 at 32 px, 1.07-1.23x for the demo's narrow ones at 24 px (docs/benchmarks.md)."""
     want = cfg.get("channels_last", "auto")
     return device.type == "cuda" or cfg["amp"] == "bf16" if want == "auto" else bool(want)
 

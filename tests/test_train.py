@@ -751,9 +751,9 @@ def test_seed_everything_wraps_numpys_seed_into_its_range():
 )
 def test_the_layout_a_run_trains_in_on_a_cpu(amp, setting, channels_last):
     """The memory layout a run trains in on a CPU: with channels_last auto, channels-last for
-    bf16 (oneDNN's bf16 kernels want it) and the default layout in fp32 (channels-last ran at
-    0.7x for the full ResNet-50 at 32 px, docs/benchmarks.md); true or false as set (the demo's
-    narrow nets at 24 px train faster in channels-last)."""
+    bf16 (oneDNN's bf16 kernels want it) and the default layout in fp32 (no faster for the full
+    ResNet-50 at 32 px, docs/benchmarks.md); true or false as set (the demo's narrow nets at 24 px
+    train 1.07-1.23x faster in channels-last)."""
     torch.manual_seed(0)
     model = prepare_for_transfer(resnet50(width_per_group=8), 5, 1)
     loop = train.start(model, _data(8, 1), _data(4, 2), _tiny_cfg(amp=amp, channels_last=setting), 0, CPU)
