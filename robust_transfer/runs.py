@@ -70,8 +70,8 @@ def run_job(
     split = (images, labels) + (() if extents is None else (extents,))
     test = device_split(inputs.test, dev)
     clock = {"load": time.perf_counter() - loading}
-    layout = {"channels_last": placement["channels_last"]}  # placement: outside the settings and the resume key
-    rows = train.finetune(model, split, test, {**settings, **layout}, run.seed, dev, resume=resume, clock=clock)
+    cfg = {**settings, "channels_last": placement["channels_last"]}  # placement: not in settings or the resume key
+    rows = train.finetune(model, split, test, cfg, run.seed, dev, resume=resume, clock=clock)
     fields = dict(
         dataset=run.dataset,
         source=run.source,
@@ -102,7 +102,7 @@ def run_job(
         "device": device.name(dev),
         "process": {"pid": os.getpid(), "runs_before": RUNS_DONE},  # runs its process trained before this one
         "threads": threads,
-        "channels_last": train.channels_last({**settings, **layout}, dev),  # the layout it trained in
+        "channels_last": train.channels_last(cfg, dev),  # the layout it trained in
         "versions": {
             "robust_transfer": __version__,
             "torch": torch.__version__,
